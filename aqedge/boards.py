@@ -1,0 +1,94 @@
+"""Boards are data: one TOML file per board under boards/. This module loads and resolves them."""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import AqError
+from .resources import data_dir
+
+
+@dataclass(frozen=True)
+class Board:
+    """One board (or emulated machine) that aqedge can build for, flash and measure."""
+
+    name: str
+    family: str
+    description: str
+    emulated: bool
+    core: str
+    cflags: tuple[str, ...]
+    clock_hz: int
+    flash_origin: int
+    flash_bytes: int
+    ram_origin: int
+    ram_bytes: int
+    stack_bytes: int
+    uart: dict[str, Any]
+    timer: dict[str, Any]
+    flash_method: str
+    family_default: bool = False
+    qemu: dict[str, Any] = field(default_factory=dict)
+    path: Path | None = None
+
+    @property
+    def latency_unit(self) -> str:
+        """'instructions' on an emulator (QEMU has no cycle model), 'cycles' on hardware."""
+        return self.timer.get("unit", "instructions" if self.emulated else "cycles")
+
+    def ticks_to_latency(self, ticks: int) -> int:
+        """Convert timer ticks to the board's latency unit (instructions on QEMU with -icount)."""
+        if self.latency_unit == "instructions":
+            shift = int(self.qemu.get("icount_shift", 0))
+            return round(ticks * 1e9 / (self.timer["hz"] * (1 << shift)))
+        return round(ticks * self.clock_hz / self.timer["hz"])
+
+
+def _load(path: Path) -> Board:
+    raw = tomllib.loads(path.read_text())
+    mem = raw["memory"]
+    return Board(
+        name=raw["name"],
+        family=raw["family"],
+        description=raw["description"],
+        emulated=bool(raw.get("emulated", False)),
+        core=raw["core"],
+        cflags=tuple(raw["cflags"]),
+        clock_hz=int(raw["clock_hz"]),
+        flash_origin=int(mem["flash_origin"]),
+        flash_bytes=int(mem["flash_bytes"]),
+        ram_origin=int(mem["ram_origin"]),
+        ram_bytes=int(mem["ram_bytes"]),
+        stack_bytes=int(mem.get("stack_bytes", 4096)),
+        uart=dict(raw["uart"]),
+        timer=dict(raw["timer"]),
+        flash_method=raw["flash"]["method"],
+        family_default=bool(raw.get("family_default", False)),
+        qemu=dict(raw.get("qemu", {})),
+        path=path,
+    )
+
+
+def all_boards() -> list[Board]:
+    """Every board under boards/, sorted by name."""
+    return sorted((_load(p) for p in data_dir("boards").glob("*.toml")), key=lambda b: b.name)
+
+
+def resolve(name: str) -> tuple[Board, str | None]:
+    """Find a board by name or family alias.
+
+    Returns the board and, when `name` was a family alias, a note saying what it resolved to.
+    """
+    boards = all_boards()
+    for board in boards:
+        if board.name == name:
+            return board, None
+    for board in boards:
+        if board.family == name and board.family_default:
+            return board, f"board '{name}' resolves to {board.name} ({board.description})"
+    known = ", ".join(b.name for b in boards)
+    families = ", ".join(sorted({b.family for b in boards if b.family_default}))
+    raise AqError(f"unknown board '{name}': known boards are {known} (aliases: {families})")

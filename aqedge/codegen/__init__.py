@@ -1,0 +1,1 @@
+""".tflite -> graph IR -> lowered kernel calls -> memory plan -> rendered C project."""

@@ -1,0 +1,39 @@
+"""Compile a generated model with the host gcc and run it: the C runtime, checked on the host."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import AqError
+from ..resources import data_dir
+
+
+def compile_host(model_dir: Path, out: Path | None = None) -> Path:
+    """Build `aq_host_runner` from model_dir's model.c/model_data.c and the portable kernels."""
+    cc = shutil.which("gcc") or shutil.which("cc")
+    if cc is None:
+        raise AqError("no host C compiler (gcc) found: apt-get install gcc")
+    fw = data_dir("firmware")
+    out = out or model_dir / "aq_host_runner"
+    sources = [model_dir / "model.c", model_dir / "model_data.c", fw / "host" / "aq_host_main.c",
+               *sorted((fw / "kernels").glob("*.c"))]
+    cmd = [cc, "-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", f"-I{fw / 'include'}",
+           f"-I{model_dir}", "-o", str(out), *map(str, sources), "-lm"]
+    result = subprocess.run(cmd, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise AqError(f"host build of {model_dir} failed:\n{result.stderr[-2000:]}")
+    return out
+
+
+def run_host(runner: Path, inputs: np.ndarray, output_bytes: int) -> np.ndarray:
+    """Run N int8 inputs (N, ...) through the host runner; returns (N, output_bytes) int8."""
+    inputs = np.ascontiguousarray(inputs, dtype=np.int8)
+    n = inputs.shape[0]
+    result = subprocess.run([str(runner), str(n)], input=inputs.tobytes(), capture_output=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"{runner} failed: {result.stderr.decode(errors='replace')}")
+    return np.frombuffer(result.stdout, dtype=np.int8).reshape(n, output_bytes)

@@ -1,0 +1,274 @@
+"""Lower each TFLite op to one aq_* kernel call with all its parameters fixed at build time
+(the "Prepare" of TFLite Micro, run in Python), or refuse it with a reason."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..errors import AqError
+from . import fixedpoint as fp
+from .graph import Graph, Op, Tensor
+
+ACTIVATION_NAMES = {0: "NONE", 1: "RELU", 2: "RELU_N1_TO_1", 3: "RELU6", 4: "TANH",
+                    5: "SIGN_BIT", 6: "SIGMOID"}
+PADDING_NAMES = {0: "SAME", 1: "VALID"}
+
+
+@dataclass
+class ConstArray:
+    """A constant array rendered into flash (model_data.c)."""
+
+    name: str
+    ctype: str          # int8_t, int32_t, uint8_t
+    values: np.ndarray
+    comment: str = ""
+
+
+@dataclass
+class KernelCall:
+    """One step of aq_model_invoke(): `kernel` is None for ops that only alias memory."""
+
+    op: Op
+    kernel: str | None
+    params_type: str | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    # C expressions of the arguments after &params: tensor indices (ints) or constant names.
+    args: list[int | str] = field(default_factory=list)
+    arrays: list[ConstArray] = field(default_factory=list)
+    alias: tuple[int, int] | None = None   # (output, input) tensors that share memory
+    comment: str = ""
+
+
+class Unsupported(Exception):
+    """An op that the runtime cannot run; the message says why."""
+
+
+def _types(graph: Graph, op: Op) -> str:
+    def name(i: int) -> str:
+        t = graph.tensor(i)
+        return "-" if t is None else t.dtype
+    return f"inputs ({', '.join(name(i) for i in op.inputs)}) -> outputs ({', '.join(name(i) for i in op.outputs)})"
+
+
+def _require_int8(t: Tensor | None, what: str) -> Tensor:
+    if t is None:
+        raise Unsupported(f"{what} is missing")
+    if t.dtype != "int8":
+        raise Unsupported(f"{what} is {t.dtype}, the runtime needs int8")
+    if t.scale is None:
+        raise Unsupported(f"{what} has no quantization parameters")
+    return t
+
+
+def _nhwc(t: Tensor, what: str) -> tuple[int, int, int]:
+    if len(t.shape) != 4 or t.shape[0] != 1:
+        raise Unsupported(f"{what} has shape {list(t.shape)}; batch 1 NHWC is required")
+    return t.shape[1], t.shape[2], t.shape[3]
+
+
+def _fused(op: Op, out: Tensor) -> tuple[int, int]:
+    act = int(op.options.get("fusedActivationFunction", 0))
+    if act not in (0, 1, 2, 3):
+        raise Unsupported(f"fused activation {ACTIVATION_NAMES.get(act, act)} is not supported")
+    return fp.activation_range(act, out.single_scale(), out.single_zero_point())
+
+
+def _weights(t: Tensor | None, what: str) -> Tensor:
+    if t is None or not t.is_constant:
+        raise Unsupported(f"{what} must be a constant tensor")
+    if t.dtype != "int8":
+        raise Unsupported(f"{what} is {t.dtype}; int8 weights are supported")
+    if t.zero_point is not None and np.any(t.zero_point != 0):
+        raise Unsupported(f"{what} has a non-zero zero point (weights must be symmetric)")
+    return t
+
+
+def _bias(graph: Graph, index: int, channels: int, name: str) -> tuple[str, list[ConstArray]]:
+    t = graph.tensor(index)
+    if t is None:
+        return "0", []
+    if t.dtype != "int32" or not t.is_constant:
+        raise Unsupported(f"bias is {t.dtype}{'' if t.is_constant else ' (not constant)'}; int32 constants are supported")
+    return name, [ConstArray(name, "int32_t", t.data.reshape(-1)[:channels], f"bias [{channels}]")]
+
+
+def _requant(p: str, in_t: Tensor, out_t: Tensor, mults, shifts, act) -> tuple[dict, list[ConstArray]]:
+    arrays = [ConstArray(f"{p}_multiplier", "int32_t", np.asarray(mults, np.int64), "requantization multipliers"),
+              ConstArray(f"{p}_shift", "int32_t", np.asarray(shifts, np.int64), "requantization shifts (> 0: left)")]
+    q = {"input_offset": -in_t.single_zero_point(), "output_offset": out_t.single_zero_point(),
+         "act_min": act[0], "act_max": act[1],
+         "multiplier": f"{p}_multiplier", "shift": f"{p}_shift"}
+    return q, arrays
+
+
+def _conv_geometry(op: Op, in_hw, k_hw, out_hw) -> dict[str, int]:
+    o = op.options
+    sh, sw = int(o.get("strideH", 1)), int(o.get("strideW", 1))
+    dh, dw = int(o.get("dilationHFactor", 1)), int(o.get("dilationWFactor", 1))
+    padding = int(o.get("padding", 0))
+    for axis, (i, k, s, d, out) in enumerate(((in_hw[0], k_hw[0], sh, dh, out_hw[0]),
+                                             (in_hw[1], k_hw[1], sw, dw, out_hw[1]))):
+        expected = fp.output_size(padding, i, k, s, d)
+        if expected != out:
+            raise Unsupported(f"output {'HW'[axis]} is {out}, expected {expected} for "
+                              f"{PADDING_NAMES.get(padding)} padding")
+    return {"stride_h": sh, "stride_w": sw, "dil_h": dh, "dil_w": dw,
+            "pad_h": fp.compute_padding(in_hw[0], k_hw[0], sh, dh, out_hw[0]),
+            "pad_w": fp.compute_padding(in_hw[1], k_hw[1], sw, dw, out_hw[1])}
+
+
+def _conv(graph: Graph, op: Op, p: str) -> KernelCall:
+    x = _require_int8(graph.tensor(op.inputs[0]), "input")
+    w = _weights(graph.tensor(op.inputs[1]), "filter")
+    y = _require_int8(graph.tensor(op.outputs[0]), "output")
+    in_h, in_w, in_c = _nhwc(x, "input")
+    out_h, out_w, out_c = _nhwc(y, "output")
+    if len(w.shape) != 4 or w.shape[0] != out_c:
+        raise Unsupported(f"filter shape {list(w.shape)} does not match {out_c} output channels")
+    _, k_h, k_w, f_in_c = w.shape
+    if in_c % f_in_c or out_c % (in_c // f_in_c):
+        raise Unsupported(f"filter depth {f_in_c} does not divide input depth {in_c}")
+    mults, shifts = fp.conv_multipliers(x.single_scale(), w.scale, y.single_scale(), out_c)
+    q, arrays = _requant(p, x, y, mults, shifts, _fused(op, y))
+    bias, bias_arrays = _bias(graph, op.inputs[2] if len(op.inputs) > 2 else -1, out_c, f"{p}_bias")
+    arrays = [ConstArray(f"{p}_filter", "int8_t", w.data.reshape(-1), f"filter OHWI {list(w.shape)}")] + bias_arrays + arrays
+    params = {"in_h": in_h, "in_w": in_w, "in_c": in_c, "out_h": out_h, "out_w": out_w,
+              "out_c": out_c, "k_h": k_h, "k_w": k_w, "filter_in_c": f_in_c,
+              **_conv_geometry(op, (in_h, in_w), (k_h, k_w), (out_h, out_w)), "q": q}
+    return KernelCall(op, "aq_conv_s8", "aq_conv_params", params,
+                      [op.inputs[0], f"{p}_filter", bias, op.outputs[0]], arrays,
+                      comment=f"{k_h}x{k_w} conv {in_h}x{in_w}x{in_c} -> {out_h}x{out_w}x{out_c}")
+
+
+def _depthwise(graph: Graph, op: Op, p: str) -> KernelCall:
+    x = _require_int8(graph.tensor(op.inputs[0]), "input")
+    w = _weights(graph.tensor(op.inputs[1]), "filter")
+    y = _require_int8(graph.tensor(op.outputs[0]), "output")
+    in_h, in_w, in_c = _nhwc(x, "input")
+    out_h, out_w, out_c = _nhwc(y, "output")
+    if len(w.shape) != 4 or w.shape[3] != out_c or out_c % in_c:
+        raise Unsupported(f"filter shape {list(w.shape)} does not fit {in_c} -> {out_c} channels")
+    _, k_h, k_w, _ = w.shape
+    mults, shifts = fp.conv_multipliers(x.single_scale(), w.scale, y.single_scale(), out_c)
+    q, arrays = _requant(p, x, y, mults, shifts, _fused(op, y))
+    bias, bias_arrays = _bias(graph, op.inputs[2] if len(op.inputs) > 2 else -1, out_c, f"{p}_bias")
+    arrays = [ConstArray(f"{p}_filter", "int8_t", w.data.reshape(-1), f"filter 1HWC {list(w.shape)}")] + bias_arrays + arrays
+    params = {"in_h": in_h, "in_w": in_w, "in_c": in_c, "out_h": out_h, "out_w": out_w,
+              "out_c": out_c, "k_h": k_h, "k_w": k_w, "depth_multiplier": out_c // in_c,
+              **_conv_geometry(op, (in_h, in_w), (k_h, k_w), (out_h, out_w)), "q": q}
+    return KernelCall(op, "aq_depthwise_conv_s8", "aq_depthwise_conv_params", params,
+                      [op.inputs[0], f"{p}_filter", bias, op.outputs[0]], arrays,
+                      comment=f"{k_h}x{k_w} depthwise {in_h}x{in_w}x{in_c} -> {out_h}x{out_w}x{out_c}")
+
+
+def _fully_connected(graph: Graph, op: Op, p: str) -> KernelCall:
+    x = _require_int8(graph.tensor(op.inputs[0]), "input")
+    w = _weights(graph.tensor(op.inputs[1]), "weights")
+    y = _require_int8(graph.tensor(op.outputs[0]), "output")
+    if op.options.get("weightsFormat", 0) != 0:
+        raise Unsupported("shuffled weights format is not supported")
+    out_c, depth = w.shape
+    if x.size % depth:
+        raise Unsupported(f"input of {x.size} elements is not a multiple of depth {depth}")
+    if len(w.scale) > 1:
+        mults, shifts = fp.conv_multipliers(x.single_scale(), w.scale, y.single_scale(), out_c)
+    else:
+        m, s = fp.fc_multiplier(x.single_scale(), w.single_scale(), y.single_scale())
+        mults, shifts = [m] * out_c, [s] * out_c
+    q, arrays = _requant(p, x, y, mults, shifts, _fused(op, y))
+    bias, bias_arrays = _bias(graph, op.inputs[2] if len(op.inputs) > 2 else -1, out_c, f"{p}_bias")
+    arrays = [ConstArray(f"{p}_weights", "int8_t", w.data.reshape(-1), f"weights [{out_c}, {depth}]")] + bias_arrays + arrays
+    params = {"batches": x.size // depth, "accum_depth": depth, "out_c": out_c, "q": q}
+    return KernelCall(op, "aq_fully_connected_s8", "aq_fully_connected_params", params,
+                      [op.inputs[0], f"{p}_weights", bias, op.outputs[0]], arrays,
+                      comment=f"fully connected {depth} -> {out_c}")
+
+
+def _pool(graph: Graph, op: Op, p: str) -> KernelCall:
+    x = _require_int8(graph.tensor(op.inputs[0]), "input")
+    y = _require_int8(graph.tensor(op.outputs[0]), "output")
+    if x.single_scale() != y.single_scale() or x.single_zero_point() != y.single_zero_point():
+        raise Unsupported("input and output quantization differ")
+    in_h, in_w, c = _nhwc(x, "input")
+    out_h, out_w, out_c = _nhwc(y, "output")
+    o = op.options
+    k_h, k_w = int(o["filterHeight"]), int(o["filterWidth"])
+    geometry = _conv_geometry(op, (in_h, in_w), (k_h, k_w), (out_h, out_w))
+    for key in ("dil_h", "dil_w"):
+        geometry.pop(key)
+    act = _fused(op, y)
+    params = {"in_h": in_h, "in_w": in_w, "channels": c, "out_h": out_h, "out_w": out_w,
+              "k_h": k_h, "k_w": k_w, **geometry, "act_min": act[0], "act_max": act[1]}
+    kind = "max" if op.opcode == "MAX_POOL_2D" else "avg"
+    return KernelCall(op, f"aq_{kind}_pool_s8", "aq_pool_params", params,
+                      [op.inputs[0], op.outputs[0]],
+                      comment=f"{k_h}x{k_w} {kind} pool {in_h}x{in_w}x{c} -> {out_h}x{out_w}x{out_c}")
+
+
+def _softmax(graph: Graph, op: Op, p: str) -> KernelCall:
+    x = _require_int8(graph.tensor(op.inputs[0]), "input")
+    y = _require_int8(graph.tensor(op.outputs[0]), "output")
+    if y.single_zero_point() != -128 or y.single_scale() != np.float32(1 / 256):
+        raise Unsupported("int8 output must have scale 1/256 and zero point -128")
+    depth = x.shape[-1]
+    mult, shift, diff_min = fp.softmax_params(x.single_scale(), op.options.get("beta", 1.0))
+    params = {"rows": x.size // depth, "depth": depth, "input_multiplier": mult,
+              "input_left_shift": shift, "diff_min": diff_min}
+    return KernelCall(op, "aq_softmax_s8", "aq_softmax_params", params,
+                      [op.inputs[0], op.outputs[0]], comment=f"softmax over {depth}")
+
+
+def _reshape(graph: Graph, op: Op, p: str) -> KernelCall:
+    x, y = graph.tensor(op.inputs[0]), graph.tensor(op.outputs[0])
+    if x is None or y is None or x.dtype != y.dtype or x.size != y.size:
+        raise Unsupported("input and output differ in type or element count")
+    if x.is_constant:
+        raise Unsupported("reshape of a constant tensor")
+    return KernelCall(op, None, alias=(op.outputs[0], op.inputs[0]),
+                      comment=f"reshape {list(x.shape)} -> {list(y.shape)} (aliased, no copy)")
+
+
+LOWERINGS = {
+    "CONV_2D": _conv,
+    "DEPTHWISE_CONV_2D": _depthwise,
+    "FULLY_CONNECTED": _fully_connected,
+    "MAX_POOL_2D": _pool,
+    "AVERAGE_POOL_2D": _pool,
+    "SOFTMAX": _softmax,
+    "RESHAPE": _reshape,
+}
+
+
+def check_io(graph: Graph, label: str) -> None:
+    """The model's input and output must be one int8 tensor each (a float model is refused)."""
+    for role, indices in (("input", graph.inputs), ("output", graph.outputs)):
+        if len(indices) != 1:
+            raise AqError(f"{label}: aqedge runs models with one {role} tensor (this one has {len(indices)})")
+        t = graph.tensors[indices[0]]
+        if t.dtype in ("float32", "float16"):
+            raise AqError(f"{label} is a float model ({role} '{t.name}' is {t.dtype}): aqedge runs "
+                          "full-integer models; convert with int8 quantization (aqedge convert)")
+        if t.dtype != "int8" or t.scale is None:
+            raise AqError(f"{label}: {role} '{t.name}' is {t.dtype}; aqedge needs a quantized int8 {role}")
+
+
+def lower(graph: Graph, label: str) -> list[KernelCall]:
+    """Lower every op; raise AqError listing every op that cannot run, with index and types."""
+    check_io(graph, label)
+    calls, problems = [], []
+    for op in graph.ops:
+        fn = LOWERINGS.get(op.opcode)
+        try:
+            if fn is None:
+                raise Unsupported("op is not supported by the aqedge runtime")
+            calls.append(fn(graph, op, f"op{op.index}"))
+        except Unsupported as exc:
+            problems.append(f"  op {op.index} {op.opcode} (v{op.version}): {exc}; {_types(graph, op)}")
+    if problems:
+        supported = ", ".join(sorted(LOWERINGS))
+        raise AqError(f"{label}: {len(problems)} op(s) cannot run on the aqedge runtime "
+                      f"(supported: {supported}):\n" + "\n".join(problems))
+    return calls

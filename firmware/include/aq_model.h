@@ -1,0 +1,31 @@
+/* The interface every generated model implements (model.c / model_data.c, rendered by
+ * `aqedge build` from templates/). The firmware main loop and the host runner only use this. */
+#ifndef AQ_MODEL_H
+#define AQ_MODEL_H
+
+#include <stdint.h>
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Sizes in bytes of the model's single input and single output tensor (int8). */
+extern const uint32_t aq_model_input_bytes;
+extern const uint32_t aq_model_output_bytes;
+/* Bytes of the activation arena (all intermediate tensors, planned at build time). */
+extern const uint32_t aq_model_arena_bytes;
+/* SHA-256 of the .tflite file this model was built from. */
+extern const uint8_t aq_model_sha256[32];
+
+/* Where to write the input and read the output: both point into the arena. */
+int8_t *aq_model_input(void);
+const int8_t *aq_model_output(void);
+
+/* Run one inference on what aq_model_input() holds. Returns 0 on success. */
+int aq_model_invoke(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* AQ_MODEL_H */

@@ -1,0 +1,97 @@
+"""The generated C, compiled for the host, against the TFLite Micro reference interpreter."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pytest
+
+from aqedge.codegen.graph import read_tflite, unpack_int4
+from aqedge.codegen.host import compile_host, run_host
+from aqedge.codegen.lower import lower
+from aqedge.codegen.plan import plan_memory
+from aqedge.codegen.render import render_model
+from aqedge.errors import AqError
+from aqedge.reference import TflmReference
+
+from conftest import MLPERF_TINY, quantize_input
+
+
+def _host_build(path, out_dir):
+    graph = read_tflite(path)
+    calls = lower(graph, path.name)
+    plan = plan_memory(graph, calls)
+    render_model(graph, calls, plan, path.name, hashlib.sha256(path.read_bytes()).hexdigest(), out_dir)
+    return graph, plan, compile_host(out_dir)
+
+
+def _reference(path, inputs):
+    ref = TflmReference(path.read_bytes())
+    return np.stack([ref.run(x[None]).reshape(-1) for x in inputs])
+
+
+def test_example_cnn_bit_exact_on_host(int8_model, fashion_test, tmp_path):
+    graph, plan, runner = _host_build(int8_model, tmp_path)
+    inp = graph.tensors[graph.inputs[0]]
+    x = quantize_input(fashion_test[0][:300], inp.single_scale(), inp.single_zero_point())
+    ours = run_host(runner, x, graph.tensors[graph.outputs[0]].nbytes)
+    assert np.array_equal(ours, _reference(int8_model, x))
+    assert (ours.argmax(1) == fashion_test[1][:300]).mean() > 0.6
+
+
+def test_kws_dscnn_bit_exact_on_host(tmp_path):
+    """A model nobody here wrote (MLPerf Tiny DS-CNN: depthwise, 10x4 conv, avg pool)."""
+    path = MLPERF_TINY / "kws_dscnn_int8.tflite"
+    graph, plan, runner = _host_build(path, tmp_path)
+    inp = graph.tensors[graph.inputs[0]]
+    x = np.random.default_rng(1).integers(-128, 128, (200, *inp.shape[1:]), dtype=np.int8)
+    ours = run_host(runner, x, graph.tensors[graph.outputs[0]].nbytes)
+    assert np.array_equal(ours, _reference(path, x))
+    assert plan.arena_bytes <= 22772  # TFLite Micro's arena for this model
+
+
+def test_memory_plan_never_overlaps_live_tensors(int8_model):
+    graph = read_tflite(int8_model)
+    calls = lower(graph, "m")
+    plan = plan_memory(graph, calls)
+    for a in plan.buffers:
+        for b in plan.buffers:
+            if a is b or a.last < b.first or b.last < a.first:
+                continue
+            oa, ob = plan.offsets[a.tensors[0]], plan.offsets[b.tensors[0]]
+            assert oa + a.size <= ob or ob + b.size <= oa, (a, b)
+    assert plan.arena_bytes >= max(b.size for b in plan.buffers)
+    reshape = next(c for c in calls if c.op.opcode == "RESHAPE")
+    assert plan.offsets[reshape.op.inputs[0]] == plan.offsets[reshape.op.outputs[0]]
+
+
+def test_unsupported_ops_are_listed_with_index_and_types():
+    path = MLPERF_TINY / "ic_resnet8_int8.tflite"
+    with pytest.raises(AqError) as err:
+        lower(read_tflite(path), path.name)
+    message = str(err.value)
+    assert "3 op(s)" in message
+    for index in (3, 7, 11):
+        assert f"op {index} ADD" in message
+    assert "inputs (int8, int8) -> outputs (int8)" in message
+
+
+def test_float_model_is_refused(float_model):
+    with pytest.raises(AqError, match="float model"):
+        lower(read_tflite(float_model), float_model.name)
+
+
+def test_garbage_is_not_a_tflite(tmp_path):
+    path = tmp_path / "random.tflite"
+    path.write_bytes(np.random.default_rng(0).bytes(4096))
+    with pytest.raises(AqError, match="not a TFLite flatbuffer"):
+        read_tflite(path)
+    with pytest.raises(AqError, match="not found"):
+        read_tflite(tmp_path / "missing.tflite")
+
+
+def test_unpack_int4_odd_count():
+    # values 1, -1, 7, -8, 3 -> bytes (low nibble first): 0xF1, 0x87, 0x03
+    packed = np.array([0xF1, 0x87, 0x03], dtype=np.uint8)
+    assert unpack_int4(packed, 5).tolist() == [1, -1, 7, -8, 3]
