@@ -93,3 +93,16 @@ def output_size(padding: int, in_size: int, filter_size: int, stride: int, dilat
     if padding == 0:
         return (in_size + stride - 1) // stride
     return (in_size + stride - effective) // stride
+
+
+def add_params(scale1: float, scale2: float, output_scale: float) -> dict[str, int]:
+    """ADD's Prepare for int8: both inputs rescaled to twice the larger input scale with a
+    left shift of 20, then the sum rescaled to the output."""
+    left_shift = 20
+    twice_max = 2 * float(max(np.float32(scale1), np.float32(scale2)))
+    m1, s1 = quantize_multiplier(float(scale1) / twice_max)
+    m2, s2 = quantize_multiplier(float(scale2) / twice_max)
+    mo, so = quantize_multiplier(twice_max / ((1 << left_shift) * float(output_scale)))
+    return {"left_shift": left_shift, "input1_multiplier": m1, "input1_shift": s1,
+            "input2_multiplier": m2, "input2_shift": s2,
+            "output_multiplier": mo, "output_shift": so}

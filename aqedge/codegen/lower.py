@@ -231,7 +231,25 @@ def _reshape(graph: Graph, op: Op, p: str) -> KernelCall:
                       comment=f"reshape {list(x.shape)} -> {list(y.shape)} (aliased, no copy)")
 
 
+def _add(graph: Graph, op: Op, p: str) -> KernelCall:
+    a = _require_int8(graph.tensor(op.inputs[0]), "input 1")
+    b = _require_int8(graph.tensor(op.inputs[1]), "input 2")
+    y = _require_int8(graph.tensor(op.outputs[0]), "output")
+    if a.shape != b.shape or a.shape != y.shape:
+        raise Unsupported(f"broadcasting {list(a.shape)} + {list(b.shape)} is not supported")
+    if a.is_constant or b.is_constant:
+        raise Unsupported("constant inputs are not supported")
+    act = _fused(op, y)
+    params = {"size": y.size, "input1_offset": -a.single_zero_point(),
+              "input2_offset": -b.single_zero_point(), "output_offset": y.single_zero_point(),
+              **fp.add_params(a.single_scale(), b.single_scale(), y.single_scale()),
+              "act_min": act[0], "act_max": act[1]}
+    return KernelCall(op, "aq_add_s8", "aq_add_params", params,
+                      [op.inputs[0], op.inputs[1], op.outputs[0]], comment=f"add {list(y.shape)}")
+
+
 LOWERINGS = {
+    "ADD": _add,
     "CONV_2D": _conv,
     "DEPTHWISE_CONV_2D": _depthwise,
     "FULLY_CONNECTED": _fully_connected,

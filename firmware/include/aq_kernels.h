@@ -84,6 +84,20 @@ typedef struct {
 /* SOFTMAX, int8 in, int8 out (scale 1/256, zero point -128). */
 void aq_softmax_s8(const aq_softmax_params *p, const int8_t *input, int8_t *output);
 
+typedef struct {
+  int32_t size;
+  int32_t left_shift;
+  int32_t input1_offset, input2_offset, output_offset;
+  int32_t input1_multiplier, input1_shift;
+  int32_t input2_multiplier, input2_shift;
+  int32_t output_multiplier, output_shift;
+  int32_t act_min, act_max;
+} aq_add_params;
+
+/* ADD of two int8 tensors of the same shape. */
+void aq_add_s8(const aq_add_params *p, const int8_t *input1, const int8_t *input2,
+               int8_t *output);
+
 #ifdef __cplusplus
 }
 #endif

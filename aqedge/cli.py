@@ -1,0 +1,146 @@
+"""The `aqedge` command line: one verb per pipeline stage, and `run` for all of them."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from .errors import AqError
+
+# TensorFlow's C++ logging drowns the progress bars; warnings and errors still show.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+app = typer.Typer(
+    help="aqedge: adaptive 4-bit QAT -> INT4 TFLite -> bit-exact firmware -> measured on the board.",
+    no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _board(name: str):
+    from .boards import resolve
+
+    board, note = resolve(name)
+    if note:
+        console.print(f"[dim]{note}[/dim]")
+    return board
+
+
+def _progress() -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TimeRemainingColumn(), console=console, transient=False)
+
+
+@app.command()
+def boards() -> None:
+    """List the boards aqedge can build for, flash and measure."""
+    from .boards import all_boards
+
+    table = Table(title="aqedge boards")
+    table.add_column("board", no_wrap=True)
+    for col in ("family", "core", "clock", "flash", "RAM", "emulated", "flashing"):
+        table.add_column(col)
+    for b in all_boards():
+        table.add_row(b.name + ("*" if b.family_default else ""), b.family, b.core,
+                      f"{b.clock_hz / 1e6:g} MHz", f"{b.flash_bytes // 1024} KiB",
+                      f"{b.ram_bytes // 1024} KiB", "yes (QEMU)" if b.emulated else "no", b.flash_method)
+    console.print(table)
+    console.print("* the family's default: `--board <family>` picks it")
+
+
+@app.command()
+def build(board: str = typer.Option(..., "--board", "-b", help="Board name or family (e.g. stm32)."),
+          model: Path = typer.Option(..., "--model", "-m", help="A full-integer .tflite model."),
+          out: Optional[Path] = typer.Option(None, "-o", "--out", help="Build directory (default build/<board>).")) -> None:
+    """Generate C for a .tflite model and cross-compile a firmware image for a board."""
+    from .codegen.build import build as build_firmware, default_build_dir
+
+    b = _board(board)
+    out_dir = out or default_build_dir(b)
+    with console.status(f"building {model} for {b.name}"):
+        info = build_firmware(model, b, out_dir)
+    console.print(f"[green]built[/green] {out_dir / info.elf}: {info.ops} ops, arena {info.arena_bytes:,} B, "
+                  f"flash {info.flash_bytes:,} / {b.flash_bytes:,} B, RAM {info.ram_bytes:,} / {b.ram_bytes:,} B")
+
+
+@app.command()
+def flash(board: str = typer.Option(..., "--board", "-b", help="Board name or family."),
+          build_dir: Optional[Path] = typer.Argument(None, help="Build directory (default build/<board>).")) -> None:
+    """Flash a built firmware to the board; an emulated board boots in QEMU until Ctrl-C."""
+    from .codegen.build import BuildInfo, default_build_dir
+    from .flash import boot_emulated
+
+    b = _board(board)
+    d = build_dir or default_build_dir(b)
+    info = BuildInfo.load(d)
+    if not b.emulated:
+        raise AqError(f"flashing {b.name} with {b.flash_method} is not supported yet")
+    with boot_emulated(b, d / info.elf) as emulated:
+        console.print(f"{b.name} running {d / info.elf} in QEMU; serial port: [bold]{emulated.url}[/bold]\n"
+                      f"measure it with: aqedge measure --board {b.name} {d} --port {emulated.url}\n"
+                      "Ctrl-C stops it.")
+        try:
+            emulated.process.wait()
+        except KeyboardInterrupt:
+            console.print("stopped")
+
+
+@app.command()
+def measure(board: str = typer.Option(..., "--board", "-b", help="Board name or family."),
+            build_dir: Optional[Path] = typer.Argument(None, help="Build directory (default build/<board>)."),
+            port: Optional[str] = typer.Option(None, "--port", "-p", help="pyserial URL or device (/dev/ttyACM0, socket://host:port, rfc2217://...). Default: boot the emulated board."),
+            dataset: str = typer.Option("fashion-mnist", "--dataset", "-d", help="fashion-mnist, mnist or random."),
+            samples: int = typer.Option(100, "--samples", "-n", help="How many samples to measure."),
+            seed: int = typer.Option(0, "--seed", help="Seed of --dataset random."),
+            output: Path = typer.Option(Path("metrics.json"), "-o", "--output", help="Where to write metrics.json."),
+            timeout: float = typer.Option(20.0, "--timeout", help="Seconds to wait for the device's READY.")) -> None:
+    """Measure accuracy, bit-exactness and latency of a flashed model over its serial port."""
+    from .codegen.build import default_build_dir
+    from .harness.report import metrics_table, save_metrics
+    from .harness.session import metrics, run_session
+
+    b = _board(board)
+    d = build_dir or default_build_dir(b)
+    with _progress() as bar:
+        task = bar.add_task(f"measuring on {b.name}", total=samples)
+        session = run_session(b, d, dataset, samples, seed, port,
+                              progress=lambda done, total: bar.update(task, completed=done),
+                              ready_timeout=timeout)
+    m = metrics(session)
+    save_metrics(m, output)
+    console.print(metrics_table(m))
+    console.print(f"wrote {output}")
+
+
+@app.command()
+def run(board: str = typer.Option("stm32", "--board", "-b", help="Board name or family."),
+        out: Path = typer.Option(Path("build/demo"), "-o", "--out", help="Where every stage writes its file."),
+        epochs: int = typer.Option(2, "--epochs", help="Float training epochs of the example CNN."),
+        samples: int = typer.Option(500, "--samples", "-n", help="Test images to measure on the board.")) -> None:
+    """Run the whole pipeline on the built-in Fashion-MNIST example (trained models are cached)."""
+    from .pipeline import run_example
+
+    run_example(_board(board), out, epochs, samples, console, _progress)
+
+
+def main() -> None:
+    """Entry point: user errors are one line on stderr and exit code 2, never a traceback."""
+    try:
+        app()
+    except AqError as exc:
+        err_console.print(f"[bold red]error:[/bold red] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        err_console.print("interrupted")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,97 @@
+"""`aqedge build`: a .tflite and a board in, a compiled firmware project out."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from ..boards import Board
+from ..errors import AqError
+from .graph import Graph, Tensor, read_tflite
+from .lower import lower
+from .plan import plan_memory
+from .project import compile_project, rx_max_for_input, write_project
+from .render import render_model
+
+BUILD_INFO = "build.json"
+MODEL_COPY = "model.tflite"
+
+
+@dataclass
+class TensorInfo:
+    shape: list[int]
+    scale: float
+    zero_point: int
+
+    @classmethod
+    def of(cls, t: Tensor) -> "TensorInfo":
+        return cls(list(t.shape), t.single_scale(), t.single_zero_point())
+
+
+@dataclass
+class BuildInfo:
+    """What a build directory holds; saved as build.json for `flash` and `measure`."""
+
+    board: str
+    model: str
+    model_sha256: str
+    ops: int
+    arena_bytes: int
+    flash_bytes: int
+    ram_bytes: int
+    input: TensorInfo
+    output: TensorInfo
+    elf: str = "firmware.elf"
+
+    def save(self, build_dir: Path) -> None:
+        (build_dir / BUILD_INFO).write_text(json.dumps(asdict(self), indent=2) + "\n")
+
+    @classmethod
+    def load(cls, build_dir: Path) -> "BuildInfo":
+        path = build_dir / BUILD_INFO
+        if not path.is_file():
+            raise AqError(f"{build_dir} is not an aqedge build directory (no {BUILD_INFO}): "
+                          "run `aqedge build` first")
+        raw = json.loads(path.read_text())
+        raw["input"] = TensorInfo(**raw["input"])
+        raw["output"] = TensorInfo(**raw["output"])
+        return cls(**raw)
+
+
+def default_build_dir(board: Board) -> Path:
+    return Path("build") / board.name
+
+
+def _check_fits_arena(graph: Graph, arena_bytes: int, board: Board, label: str) -> None:
+    budget = board.ram_bytes - board.stack_bytes
+    if arena_bytes > budget:
+        raise AqError(f"{label} does not fit {board.name}: its activation arena needs {arena_bytes:,} "
+                      f"bytes of RAM, the board has {board.ram_bytes:,} ({budget:,} after a "
+                      f"{board.stack_bytes:,}-byte stack)")
+
+
+def build(model_path: Path, board: Board, out_dir: Path) -> BuildInfo:
+    """Parse, lower, plan, render and cross-compile `model_path` for `board` into `out_dir`."""
+    graph = read_tflite(model_path)
+    data = model_path.read_bytes()
+    sha256 = hashlib.sha256(data).hexdigest()
+    calls = lower(graph, str(model_path))
+    plan = plan_memory(graph, calls)
+    _check_fits_arena(graph, plan.arena_bytes, board, str(model_path))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    sources = render_model(graph, calls, plan, model_path.name, sha256, out_dir)
+    if model_path.resolve() != (out_dir / MODEL_COPY).resolve():
+        shutil.copyfile(model_path, out_dir / MODEL_COPY)
+    inp, out = graph.tensors[graph.inputs[0]], graph.tensors[graph.outputs[0]]
+    write_project(board, out_dir, sources, rx_max_for_input(inp.nbytes))
+    image = compile_project(board, out_dir)
+    info = BuildInfo(board=board.name, model=model_path.name, model_sha256=sha256,
+                     ops=len(graph.ops), arena_bytes=plan.arena_bytes,
+                     flash_bytes=image.flash_bytes, ram_bytes=image.ram_bytes,
+                     input=TensorInfo.of(inp), output=TensorInfo.of(out),
+                     elf=str(image.elf.relative_to(out_dir)))
+    info.save(out_dir)
+    return info

@@ -1,0 +1,1 @@
+"""Measuring on the device over a serial link: protocol, link, session, reports."""

@@ -1,0 +1,75 @@
+"""`aqedge run`: the whole pipeline on the built-in example, each stage's file under one folder.
+
+    out/model.keras -> out/model.tflite -> out/<board>/firmware.elf -> QEMU -> out/metrics.json
+
+A stage whose output already exists is not redone (delete the file to redo it).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+from rich.console import Console
+from rich.progress import Progress
+
+from . import datasets, example
+from .boards import Board
+from .codegen.build import build
+from .convert import convert_int8
+from .harness.report import metrics_table, save_metrics
+from .harness.session import metrics, run_session
+
+
+def keras_progress(progress: Progress, description: str, epochs: int, steps: int):
+    """A Keras callback that drives a rich progress bar and prints each epoch's loss/accuracy."""
+    import keras
+
+    class _Bar(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            self.task = progress.add_task(description, total=epochs * steps)
+
+        def on_train_batch_end(self, batch, logs=None):
+            progress.advance(self.task)
+
+        def on_epoch_end(self, epoch, logs=None):
+            logs = logs or {}
+            progress.console.print(f"  epoch {epoch + 1}/{epochs}: loss {logs.get('loss', 0):.4f}, "
+                                   f"accuracy {logs.get('accuracy', 0):.4f}")
+    return _Bar()
+
+
+def run_example(board: Board, out: Path, epochs: int, samples: int, console: Console,
+                make_progress: Callable[[], Progress]) -> dict:
+    out.mkdir(parents=True, exist_ok=True)
+    keras_path, tflite_path = out / "model.keras", out / "model.tflite"
+    x, y = datasets.load("fashion-mnist", "train")
+    if keras_path.is_file():
+        import keras
+
+        console.print(f"[dim]train: using cached {keras_path}[/dim]")
+        model = keras.models.load_model(keras_path)
+    else:
+        with make_progress() as bar:
+            cb = keras_progress(bar, "train float CNN (Fashion-MNIST)", epochs, -(-len(x) // 64))
+            model = example.train_float(x, y, epochs=epochs, seed=0, callbacks=[cb])
+        model.save(keras_path)
+        console.print(f"train: wrote {keras_path}")
+    if not tflite_path.is_file():
+        with console.status("convert: full-integer TFLite"):
+            tflite_path.write_bytes(convert_int8(model, x))
+        console.print(f"convert: wrote {tflite_path} ({tflite_path.stat().st_size:,} bytes)")
+    build_dir = out / board.name
+    with console.status(f"build: C for {board.name}"):
+        info = build(tflite_path, board, build_dir)
+    console.print(f"build: {build_dir / info.elf} (flash {info.flash_bytes:,} B, RAM {info.ram_bytes:,} B, "
+                  f"arena {info.arena_bytes:,} B)")
+    with make_progress() as bar:
+        task = bar.add_task(f"measure on {board.name}", total=samples)
+        session = run_session(board, build_dir, "fashion-mnist", samples,
+                              progress=lambda done, total: bar.update(task, completed=done))
+    m = metrics(session)
+    save_metrics(m, out / "metrics.json")
+    console.print(metrics_table(m))
+    console.print(f"wrote {out / 'metrics.json'}")
+    return m

@@ -1,0 +1,36 @@
+/* Board support: the few services the firmware main loop and the protocol need from a board.
+ *
+ * One startup file (aq_startup_cortexm.c) serves every Cortex-M board; the UART and the timer
+ * each come from a driver file picked by the board's TOML (`aq_uart_<driver>.c`,
+ * `aq_timer_<driver>.c`). Board constants come from the generated board_config.h. */
+#ifndef AQ_BOARD_H
+#define AQ_BOARD_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Bring up the clocks the firmware relies on, the UART (8N1 at AQ_UART_BAUD) and the timer.
+ * Interrupts are enabled on return. */
+void aq_board_init(void);
+
+/* UART driver (aq_uart_<driver>.c). */
+void aq_uart_init(void);
+/* Send n bytes; returns once the last byte is in the transmitter. */
+void aq_uart_write(const uint8_t *buf, size_t n);
+/* Wait for one received byte and return it (0..255). */
+int aq_uart_read_byte(void);
+
+/* Timer driver (aq_timer_<driver>.c). */
+void aq_timer_init(void);
+/* Monotonic 64-bit tick count since aq_timer_init(), at aq_timer_hz() ticks per second. */
+uint64_t aq_timer_ticks(void);
+uint32_t aq_timer_hz(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* AQ_BOARD_H */

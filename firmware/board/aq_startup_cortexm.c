@@ -1,0 +1,97 @@
+/* Startup for every Cortex-M board: vector table, reset handler, default exception handlers
+ * and aq_board_init(). Needs the symbols of templates/firmware/linker.ld.j2. */
+#include <stdint.h>
+
+#include "aq_board.h"
+
+/* Linker script symbols. */
+extern uint32_t _sidata; /* .data load address in flash */
+extern uint32_t _sdata, _edata;
+extern uint32_t _sbss, _ebss;
+extern uint32_t _estack; /* initial stack pointer: top of the stack section */
+
+int main(void);
+
+void Reset_Handler(void);
+void aq_default_handler(void);
+void aq_fault_handler(void);
+
+/* Weak aliases: a driver (e.g. the SysTick timer) defines the handler it needs. */
+void NMI_Handler(void) __attribute__((weak, alias("aq_default_handler")));
+void HardFault_Handler(void) __attribute__((weak, alias("aq_fault_handler")));
+void MemManage_Handler(void) __attribute__((weak, alias("aq_fault_handler")));
+void BusFault_Handler(void) __attribute__((weak, alias("aq_fault_handler")));
+void UsageFault_Handler(void) __attribute__((weak, alias("aq_fault_handler")));
+void SVC_Handler(void) __attribute__((weak, alias("aq_default_handler")));
+void DebugMon_Handler(void) __attribute__((weak, alias("aq_default_handler")));
+void PendSV_Handler(void) __attribute__((weak, alias("aq_default_handler")));
+void SysTick_Handler(void) __attribute__((weak, alias("aq_default_handler")));
+
+typedef void (*aq_vector_t)(void);
+
+/* The 16 system exception vectors of ARMv7-M. No peripheral interrupt is enabled by the
+ * firmware, so the table stops there. */
+__attribute__((section(".isr_vector"), used)) const aq_vector_t aq_vector_table[16] = {
+    (aq_vector_t)(uintptr_t)&_estack,
+    Reset_Handler,
+    NMI_Handler,
+    HardFault_Handler,
+    MemManage_Handler,
+    BusFault_Handler,
+    UsageFault_Handler,
+    0,
+    0,
+    0,
+    0,
+    SVC_Handler,
+    DebugMon_Handler,
+    0,
+    PendSV_Handler,
+    SysTick_Handler,
+};
+
+#define AQ_SCB_CPACR (*(volatile uint32_t *)0xE000ED88u)
+
+void Reset_Handler(void)
+{
+    /* Full access to CP10/CP11 (the FPU) before any floating-point instruction runs. Harmless
+     * on cores without an FPU (the bits read back as zero). */
+    AQ_SCB_CPACR |= (0xFu << 20);
+    __asm volatile("dsb\n\tisb" ::: "memory");
+
+    const uint32_t *src = &_sidata;
+    for (uint32_t *dst = &_sdata; dst < &_edata;) {
+        *dst++ = *src++;
+    }
+    for (uint32_t *dst = &_sbss; dst < &_ebss;) {
+        *dst++ = 0u;
+    }
+
+    (void)main();
+    for (;;) {
+    }
+}
+
+void aq_default_handler(void)
+{
+    for (;;) {
+    }
+}
+
+/* A separate symbol so a debugger shows at once that the core faulted. */
+void aq_fault_handler(void)
+{
+    for (;;) {
+    }
+}
+
+void aq_board_init(void)
+{
+    aq_uart_init();
+    aq_timer_init();
+    __asm volatile("cpsie i" ::: "memory");
+}
+
+/* newlib's crt0 is not linked (-nostartfiles); these keep __libc_init_array linkable. */
+void _init(void) {}
+void _fini(void) {}

@@ -1,0 +1,77 @@
+"""User errors: one line on stderr, exit code 2, no traceback."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+
+import pytest
+
+
+def aqedge(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "aqedge.cli", *args], capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def assert_user_error(result: subprocess.CompletedProcess, *needles: str) -> None:
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    text = " ".join(result.stderr.split())  # rich may wrap a long line
+    assert text.startswith("error:"), result.stderr
+    for needle in needles:
+        assert needle in text, result.stderr
+
+
+def test_help_on_every_verb():
+    for verb in ("boards", "build", "flash", "measure", "run"):
+        result = aqedge(verb, "--help")
+        assert result.returncode == 0 and "Usage" in result.stdout
+
+
+def test_boards_lists_the_emulated_stm32():
+    result = aqedge("boards")
+    assert result.returncode == 0 and "qemu-stm32f405" in result.stdout
+
+
+def test_unknown_board_lists_known_ones(int8_model):
+    assert_user_error(aqedge("build", "--board", "esp32", "--model", str(int8_model)),
+                      "unknown board 'esp32'", "qemu-stm32f405")
+
+
+def test_missing_model_file(tmp_path):
+    assert_user_error(aqedge("build", "--board", "stm32", "--model", str(tmp_path / "nope.tflite")),
+                      "not found", "nope.tflite")
+
+
+def test_random_bytes_as_tflite(tmp_path):
+    path = tmp_path / "noise.tflite"
+    path.write_bytes(bytes(range(256)) * 8)
+    assert_user_error(aqedge("build", "--board", "stm32", "--model", str(path)), "not a TFLite")
+
+
+def test_float_model_refused(float_model, tmp_path):
+    assert_user_error(aqedge("build", "--board", "stm32", "--model", str(float_model),
+                             "-o", str(tmp_path / "fw")), "float model")
+
+
+def test_unsupported_op_refused_with_index(unsupported_model, tmp_path):
+    assert_user_error(aqedge("build", "--board", "stm32", "--model", str(unsupported_model),
+                             "-o", str(tmp_path / "fw")), "op 1 LEAKY_RELU", "op 3 LEAKY_RELU")
+
+
+def test_port_that_does_not_answer(int8_model, tmp_path):
+    """A listening socket that never speaks: a bounded wait, then one line and exit 2."""
+    build = aqedge("build", "--board", "stm32", "--model", str(int8_model), "-o", str(tmp_path / "fw"))
+    assert build.returncode == 0, build.stderr
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(1)
+        port = silent.getsockname()[1]
+        result = aqedge("measure", "--board", "stm32", str(tmp_path / "fw"), "--port",
+                        f"socket://127.0.0.1:{port}", "--samples", "2", "--timeout", "3", timeout=60)
+    assert_user_error(result, f"127.0.0.1:{port}")
+
+
+def test_not_a_build_directory(tmp_path):
+    assert_user_error(aqedge("measure", "--board", "stm32", str(tmp_path)), "not an aqedge build directory")
