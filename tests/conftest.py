@@ -63,3 +63,73 @@ def unsupported_model(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("unsupported") / "leaky.tflite"
     path.write_bytes(convert_int8(model, rep, samples=20))
     return path
+
+
+def int4_variant(tflite: bytes) -> bytes:
+    """Rewrite every CONV_2D / DEPTHWISE_CONV_2D / FULLY_CONNECTED weight tensor of an int8 model
+    as packed INT4 (values w // 16 clipped to [-7, 7], scales x16): a model with INT4 weights
+    made without the QAT stack, to test the INT4 kernels on their own."""
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as schema
+
+    from aqedge.int4 import pack_int4
+
+    model = schema.ModelT.InitFromObj(schema.Model.GetRootAs(tflite, 0))
+    codes = {schema.BuiltinOperator.CONV_2D, schema.BuiltinOperator.DEPTHWISE_CONV_2D,
+             schema.BuiltinOperator.FULLY_CONNECTED}
+    sub = model.subgraphs[0]
+    for op in sub.operators:
+        code = model.operatorCodes[op.opcodeIndex]
+        builtin = max(code.builtinCode, code.deprecatedBuiltinCode)
+        if builtin not in codes:
+            continue
+        tensor = sub.tensors[op.inputs[1]]
+        buffer = model.buffers[tensor.buffer]
+        values = np.asarray(buffer.data, dtype=np.uint8).view(np.int8).astype(np.int64)
+        scales = np.asarray(tensor.quantization.scale, dtype=np.float64) * 16
+        has_bias = len(op.inputs) > 2 and op.inputs[2] >= 0
+        bias_q = sub.tensors[op.inputs[2]].quantization if has_bias else None
+        if builtin == schema.BuiltinOperator.FULLY_CONNECTED and len(scales) > 1:
+            # TFLite Micro runs INT4 FULLY_CONNECTED per-tensor only: fold the channel scales.
+            channel = scales.copy()
+            scales = np.array([channel.max()])
+            values = np.round(values.reshape(len(channel), -1) * (channel / scales[0])[:, None])
+            tensor.quantization.zeroPoint = [0]
+            tensor.quantization.quantizedDimension = 0
+            if has_bias:
+                bias_buffer = model.buffers[sub.tensors[op.inputs[2]].buffer]
+                b = np.asarray(bias_buffer.data, dtype=np.uint8).view(np.int32).astype(np.float64)
+                b = np.round(b * channel / scales[0]).astype(np.int32)
+                bias_buffer.data = np.frombuffer(b.tobytes(), dtype=np.uint8)
+                bias_q.zeroPoint = [0]
+                bias_q.quantizedDimension = 0
+        else:
+            values = values // 16
+        buffer.data = np.frombuffer(pack_int4(np.clip(values, -7, 7)), dtype=np.uint8)
+        tensor.type = schema.TensorType.INT4
+        tensor.quantization.scale = [float(s) for s in scales]
+        if has_bias:  # keep bias scale = input scale x filter scale
+            in_scale = sub.tensors[op.inputs[0]].quantization.scale[0]
+            bias_q.scale = [float(np.float32(in_scale) * np.float32(s)) for s in scales]
+    builder = flatbuffers.Builder(len(tflite) + 1024)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
+
+
+@pytest.fixture(scope="session")
+def odd_model(tmp_path_factory) -> Path:
+    """A full-int8 model whose every weight tensor has an odd element count (27, 27, 375)."""
+    import keras
+    from aqedge.convert import convert_int8
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((9, 9, 1), batch_size=1)
+    x = keras.layers.Conv2D(3, 3, activation="relu")(inputs)
+    x = keras.layers.DepthwiseConv2D(3)(x)
+    x = keras.layers.Flatten()(x)
+    x = keras.layers.Dense(5)(x)
+    model = keras.Model(inputs, x)
+    rep = np.random.default_rng(0).random((20, 9, 9, 1), dtype=np.float32)
+    path = tmp_path_factory.mktemp("odd") / "odd.tflite"
+    path.write_bytes(convert_int8(model, rep, samples=20))
+    return path

@@ -7,7 +7,8 @@ import hashlib
 import numpy as np
 import pytest
 
-from aqedge.codegen.graph import read_tflite, unpack_int4
+from aqedge.codegen.graph import read_tflite
+from aqedge.int4 import pack_int4, unpack_int4
 from aqedge.codegen.host import compile_host, run_host
 from aqedge.codegen.lower import lower
 from aqedge.codegen.plan import plan_memory
@@ -15,7 +16,7 @@ from aqedge.codegen.render import render_model
 from aqedge.errors import AqError
 from aqedge.reference import TflmReference
 
-from conftest import MLPERF_TINY, quantize_input
+from conftest import MLPERF_TINY, int4_variant, quantize_input
 
 
 def _host_build(path, out_dir):
@@ -49,6 +50,26 @@ def test_kws_dscnn_bit_exact_on_host(tmp_path):
     ours = run_host(runner, x, graph.tensors[graph.outputs[0]].nbytes)
     assert np.array_equal(ours, _reference(path, x))
     assert plan.arena_bytes <= 22772  # TFLite Micro's arena for this model
+
+
+@pytest.mark.parametrize("model", ["odd", "example", "kws_dscnn_int8.tflite"])
+def test_int4_weights_bit_exact_on_host(model, odd_model, int8_model, tmp_path):
+    """Packed INT4 weights (CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED), odd counts included."""
+    source = {"odd": odd_model, "example": int8_model}.get(model, MLPERF_TINY / model)
+    path = tmp_path / "int4.tflite"
+    path.write_bytes(int4_variant(source.read_bytes()))
+    graph, plan, runner = _host_build(path, tmp_path / "c")
+    weights = [graph.tensors[op.inputs[1]] for op in graph.ops
+               if op.opcode in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")]
+    assert weights and all(w.dtype == "int4" for w in weights)
+    if model == "odd":
+        assert all(w.size % 2 for w in weights)
+    model_c = (tmp_path / "c" / "model.c").read_text()
+    assert "_s4(" in model_c and "aq_conv_s8(" not in model_c
+    inp = graph.tensors[graph.inputs[0]]
+    x = np.random.default_rng(4).integers(-128, 128, (100, *inp.shape[1:]), dtype=np.int8)
+    ours = run_host(runner, x, graph.tensors[graph.outputs[0]].nbytes)
+    assert np.array_equal(ours, _reference(path, x))
 
 
 def test_memory_plan_never_overlaps_live_tensors(int8_model):
@@ -104,3 +125,6 @@ def test_unpack_int4_odd_count():
     # values 1, -1, 7, -8, 3 -> bytes (low nibble first): 0xF1, 0x87, 0x03
     packed = np.array([0xF1, 0x87, 0x03], dtype=np.uint8)
     assert unpack_int4(packed, 5).tolist() == [1, -1, 7, -8, 3]
+    assert pack_int4([1, -1, 7, -8, 3]) == packed.tobytes()
+    values = np.random.default_rng(0).integers(-8, 8, 101)
+    assert np.array_equal(unpack_int4(pack_int4(values), 101), values)

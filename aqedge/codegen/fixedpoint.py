@@ -67,6 +67,18 @@ def activation_range(fused: int, scale: float, zero_point: int) -> tuple[int, in
     raise ValueError(f"fused activation {fused}")
 
 
+def relu_range(opcode: str, scale: float, zero_point: int) -> tuple[int, int]:
+    """Standalone RELU / RELU6 / RELU_N1_TO_1 bounds (CalculateReluOpData: roundf in float)."""
+    low, high = {"RELU": (0.0, None), "RELU6": (0.0, 6.0), "RELU_N1_TO_1": (-1.0, 1.0)}[opcode]
+
+    def quantize(f: float) -> int:
+        return zero_point + tflite_round(float(np.float32(f) / np.float32(scale)))
+
+    act_min = max(INT8_MIN, quantize(low))
+    act_max = INT8_MAX if high is None else min(INT8_MAX, quantize(high))
+    return act_min, act_max
+
+
 def softmax_params(input_scale: float, beta: float) -> tuple[int, int, int]:
     """PreprocessSoftmaxScaling + CalculateInputRadius for int8 input (5 integer bits).
 

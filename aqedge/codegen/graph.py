@@ -10,6 +10,7 @@ import numpy as np
 from ai_edge_litert import schema_py_generated as schema
 
 from ..errors import AqError
+from ..int4 import unpack_int4
 
 OPCODE_NAMES = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
 TYPE_NAMES = {v: k.lower() for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
@@ -17,13 +18,6 @@ _NUMPY_TYPES = {
     "int8": np.int8, "uint8": np.uint8, "int16": np.int16, "int32": np.int32,
     "int64": np.int64, "float32": np.float32, "float16": np.float16, "bool": np.bool_,
 }
-
-
-def unpack_int4(packed: np.ndarray, count: int) -> np.ndarray:
-    """TFLite INT4: element 2i in the low nibble, 2i+1 in the high one, two's complement."""
-    raw = packed.astype(np.uint8)
-    nibbles = np.stack([raw & 0x0F, raw >> 4], axis=1).reshape(-1)[:count].astype(np.int8)
-    return np.where(nibbles > 7, nibbles - 16, nibbles).astype(np.int8)
 
 
 @dataclass
@@ -105,7 +99,7 @@ def _tensor(t, index: int, model, buf: bytes) -> Tensor:
     if raw is not None:
         if dtype == "int4":
             tensor.packed = raw
-            tensor.data = unpack_int4(np.frombuffer(raw, np.uint8), tensor.size).reshape(shape)
+            tensor.data = unpack_int4(raw, tensor.size).reshape(shape)
         elif dtype in _NUMPY_TYPES:
             tensor.data = np.frombuffer(raw, _NUMPY_TYPES[dtype]).reshape(shape)
     return tensor

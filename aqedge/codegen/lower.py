@@ -39,6 +39,7 @@ class KernelCall:
     args: list[int | str] = field(default_factory=list)
     arrays: list[ConstArray] = field(default_factory=list)
     alias: tuple[int, int] | None = None   # (output, input) tensors that share memory
+    clamp: tuple[str, int] | None = None   # ("min" | "max", constant) to fold into the producer
     comment: str = ""
 
 
@@ -79,11 +80,20 @@ def _fused(op: Op, out: Tensor) -> tuple[int, int]:
 def _weights(t: Tensor | None, what: str) -> Tensor:
     if t is None or not t.is_constant:
         raise Unsupported(f"{what} must be a constant tensor")
-    if t.dtype != "int8":
-        raise Unsupported(f"{what} is {t.dtype}; int8 weights are supported")
+    if t.dtype not in ("int8", "int4"):
+        raise Unsupported(f"{what} is {t.dtype}; int8 and INT4 weights are supported")
     if t.zero_point is not None and np.any(t.zero_point != 0):
         raise Unsupported(f"{what} has a non-zero zero point (weights must be symmetric)")
     return t
+
+
+def _weight_array(w: Tensor, name: str, layout: str) -> tuple[str, ConstArray]:
+    """The kernel suffix (s8 / s4) and the flash array of a weight tensor; INT4 stays packed."""
+    if w.dtype == "int4":
+        packed = np.frombuffer(w.packed, np.uint8)
+        return "s4", ConstArray(name, "uint8_t", packed,
+                                f"{layout} {list(w.shape)}, INT4 packed two per byte ({len(packed)} bytes)")
+    return "s8", ConstArray(name, "int8_t", w.data.reshape(-1), f"{layout} {list(w.shape)}")
 
 
 def _bias(graph: Graph, index: int, channels: int, name: str) -> tuple[str, list[ConstArray]]:
@@ -134,11 +144,12 @@ def _conv(graph: Graph, op: Op, p: str) -> KernelCall:
     mults, shifts = fp.conv_multipliers(x.single_scale(), w.scale, y.single_scale(), out_c)
     q, arrays = _requant(p, x, y, mults, shifts, _fused(op, y))
     bias, bias_arrays = _bias(graph, op.inputs[2] if len(op.inputs) > 2 else -1, out_c, f"{p}_bias")
-    arrays = [ConstArray(f"{p}_filter", "int8_t", w.data.reshape(-1), f"filter OHWI {list(w.shape)}")] + bias_arrays + arrays
+    suffix, filter_array = _weight_array(w, f"{p}_filter", "filter OHWI")
+    arrays = [filter_array] + bias_arrays + arrays
     params = {"in_h": in_h, "in_w": in_w, "in_c": in_c, "out_h": out_h, "out_w": out_w,
               "out_c": out_c, "k_h": k_h, "k_w": k_w, "filter_in_c": f_in_c,
               **_conv_geometry(op, (in_h, in_w), (k_h, k_w), (out_h, out_w)), "q": q}
-    return KernelCall(op, "aq_conv_s8", "aq_conv_params", params,
+    return KernelCall(op, f"aq_conv_{suffix}", "aq_conv_params", params,
                       [op.inputs[0], f"{p}_filter", bias, op.outputs[0]], arrays,
                       comment=f"{k_h}x{k_w} conv {in_h}x{in_w}x{in_c} -> {out_h}x{out_w}x{out_c}")
 
@@ -155,11 +166,12 @@ def _depthwise(graph: Graph, op: Op, p: str) -> KernelCall:
     mults, shifts = fp.conv_multipliers(x.single_scale(), w.scale, y.single_scale(), out_c)
     q, arrays = _requant(p, x, y, mults, shifts, _fused(op, y))
     bias, bias_arrays = _bias(graph, op.inputs[2] if len(op.inputs) > 2 else -1, out_c, f"{p}_bias")
-    arrays = [ConstArray(f"{p}_filter", "int8_t", w.data.reshape(-1), f"filter 1HWC {list(w.shape)}")] + bias_arrays + arrays
+    suffix, filter_array = _weight_array(w, f"{p}_filter", "filter 1HWC")
+    arrays = [filter_array] + bias_arrays + arrays
     params = {"in_h": in_h, "in_w": in_w, "in_c": in_c, "out_h": out_h, "out_w": out_w,
               "out_c": out_c, "k_h": k_h, "k_w": k_w, "depth_multiplier": out_c // in_c,
               **_conv_geometry(op, (in_h, in_w), (k_h, k_w), (out_h, out_w)), "q": q}
-    return KernelCall(op, "aq_depthwise_conv_s8", "aq_depthwise_conv_params", params,
+    return KernelCall(op, f"aq_depthwise_conv_{suffix}", "aq_depthwise_conv_params", params,
                       [op.inputs[0], f"{p}_filter", bias, op.outputs[0]], arrays,
                       comment=f"{k_h}x{k_w} depthwise {in_h}x{in_w}x{in_c} -> {out_h}x{out_w}x{out_c}")
 
@@ -180,9 +192,10 @@ def _fully_connected(graph: Graph, op: Op, p: str) -> KernelCall:
         mults, shifts = [m] * out_c, [s] * out_c
     q, arrays = _requant(p, x, y, mults, shifts, _fused(op, y))
     bias, bias_arrays = _bias(graph, op.inputs[2] if len(op.inputs) > 2 else -1, out_c, f"{p}_bias")
-    arrays = [ConstArray(f"{p}_weights", "int8_t", w.data.reshape(-1), f"weights [{out_c}, {depth}]")] + bias_arrays + arrays
+    suffix, weight_array = _weight_array(w, f"{p}_weights", "weights")
+    arrays = [weight_array] + bias_arrays + arrays
     params = {"batches": x.size // depth, "accum_depth": depth, "out_c": out_c, "q": q}
-    return KernelCall(op, "aq_fully_connected_s8", "aq_fully_connected_params", params,
+    return KernelCall(op, f"aq_fully_connected_{suffix}", "aq_fully_connected_params", params,
                       [op.inputs[0], f"{p}_weights", bias, op.outputs[0]], arrays,
                       comment=f"fully connected {depth} -> {out_c}")
 
@@ -248,7 +261,43 @@ def _add(graph: Graph, op: Op, p: str) -> KernelCall:
                       [op.inputs[0], op.inputs[1], op.outputs[0]], comment=f"add {list(y.shape)}")
 
 
+def _relu(graph: Graph, op: Op, p: str) -> KernelCall:
+    x = _require_int8(graph.tensor(op.inputs[0]), "input")
+    y = _require_int8(graph.tensor(op.outputs[0]), "output")
+    mult, shift = fp.quantize_multiplier(float(x.single_scale()) / float(y.single_scale()))
+    act_min, act_max = fp.relu_range(op.opcode, y.single_scale(), y.single_zero_point())
+    params = {"size": y.size, "input_zero_point": x.single_zero_point(),
+              "output_offset": y.single_zero_point(), "multiplier": mult, "shift": shift,
+              "act_min": act_min, "act_max": act_max}
+    return KernelCall(op, "aq_relu_s8", "aq_relu_params", params, [op.inputs[0], op.outputs[0]],
+                      comment=f"{op.opcode.lower()} {list(y.shape)}")
+
+
+def _min_max(graph: Graph, op: Op, p: str) -> KernelCall:
+    """MINIMUM / MAXIMUM against a constant scalar: the clamp the converter emits around 4-bit
+    activations (NOTES.md). It is folded into the producing op's output clamp by fold_clamps."""
+    if len(op.inputs) != 2:
+        raise Unsupported("needs two inputs")
+    a, b = graph.tensor(op.inputs[0]), graph.tensor(op.inputs[1])
+    y = _require_int8(graph.tensor(op.outputs[0]), "output")
+    const, var = (b, a) if b is not None and b.is_constant else (a, b)
+    if const is None or not const.is_constant or const.size != 1 or var is None or var.is_constant:
+        raise Unsupported("only a clamp against a constant scalar is supported")
+    _require_int8(var, "input")
+    if const.dtype != "int8":
+        raise Unsupported(f"constant is {const.dtype}, int8 is supported")
+    kind = "min" if op.opcode == "MINIMUM" else "max"
+    value = int(const.data.reshape(-1)[0])
+    return KernelCall(op, None, alias=(op.outputs[0], var.index), clamp=(kind, value),
+                      comment=f"{kind}(x, {value}) folded into the producer's output clamp")
+
+
 LOWERINGS = {
+    "RELU": _relu,
+    "RELU6": _relu,
+    "RELU_N1_TO_1": _relu,
+    "MINIMUM": _min_max,
+    "MAXIMUM": _min_max,
     "ADD": _add,
     "CONV_2D": _conv,
     "DEPTHWISE_CONV_2D": _depthwise,
@@ -273,6 +322,47 @@ def check_io(graph: Graph, label: str) -> None:
             raise AqError(f"{label}: {role} '{t.name}' is {t.dtype}; aqedge needs a quantized int8 {role}")
 
 
+def _act_params(call: KernelCall) -> dict[str, Any] | None:
+    for params in (call.params, call.params.get("q")):
+        if isinstance(params, dict) and "act_min" in params:
+            return params
+    return None
+
+
+def fold_clamps(graph: Graph, calls: list[KernelCall]) -> list[str]:
+    """Fold each constant MINIMUM / MAXIMUM into the output clamp of the op producing its input.
+
+    min(clamp(v, lo, hi), c) == clamp(v, min(lo, c), min(hi, c)), and likewise for max, so the
+    result is bit-identical. Returns a problem line for each clamp that cannot be folded (its
+    input has other readers, or its producer has no output clamp).
+    """
+    readers: dict[int, int] = {}
+    for call in calls:
+        for t in call.op.inputs:
+            readers[t] = readers.get(t, 0) + 1
+    producer: dict[int, KernelCall] = {}
+    problems = []
+    for call in calls:
+        if call.clamp is None:
+            for t in call.op.outputs:
+                producer[t] = call
+            continue
+        out, src = call.alias
+        source = producer.get(src)
+        act = _act_params(source) if source is not None else None
+        if act is None or readers.get(src, 0) != 1 or src in graph.outputs:
+            problems.append(f"  op {call.op.index} {call.op.opcode}: its input is not the sole output "
+                            "of an op with an output clamp, so it cannot be folded")
+            continue
+        kind, c = call.clamp
+        if kind == "min":
+            act["act_min"], act["act_max"] = min(act["act_min"], c), min(act["act_max"], c)
+        else:
+            act["act_min"], act["act_max"] = max(act["act_min"], c), max(act["act_max"], c)
+        producer[out] = source
+    return problems
+
+
 def lower(graph: Graph, label: str) -> list[KernelCall]:
     """Lower every op; raise AqError listing every op that cannot run, with index and types."""
     check_io(graph, label)
@@ -285,6 +375,8 @@ def lower(graph: Graph, label: str) -> list[KernelCall]:
             calls.append(fn(graph, op, f"op{op.index}"))
         except Unsupported as exc:
             problems.append(f"  op {op.index} {op.opcode} (v{op.version}): {exc}; {_types(graph, op)}")
+    if not problems:
+        problems = fold_clamps(graph, calls)
     if problems:
         supported = ", ".join(sorted(LOWERINGS))
         raise AqError(f"{label}: {len(problems)} op(s) cannot run on the aqedge runtime "

@@ -1,5 +1,5 @@
 /* aqedge kernels: int8 activations (asymmetric, zero point), int8 symmetric per-channel weights,
- * int32 bias, TFLite's exact integer arithmetic. Tensors are NHWC with batch 1; filters OHWI.
+ * (or packed INT4) weights, int32 bias, TFLite's exact integer arithmetic. Tensors are NHWC with batch 1; filters OHWI.
  * Every fixed-point parameter is computed at build time (aqedge/codegen/lower.py), the way
  * TFLite Micro's Prepare computes it, and passed in as constants. One kernel per file. */
 #ifndef AQ_KERNELS_H
@@ -34,6 +34,9 @@ typedef struct {
 /* CONV_2D, int8 weights. */
 void aq_conv_s8(const aq_conv_params *p, const int8_t *input, const int8_t *filter,
                 const int32_t *bias, int8_t *output);
+/* CONV_2D, packed INT4 weights (two per byte, low nibble first). */
+void aq_conv_s4(const aq_conv_params *p, const int8_t *input, const uint8_t *filter,
+                const int32_t *bias, int8_t *output);
 
 typedef struct {
   int16_t in_h, in_w, in_c;
@@ -49,6 +52,9 @@ typedef struct {
 /* DEPTHWISE_CONV_2D, int8 weights (filter layout 1HWC). */
 void aq_depthwise_conv_s8(const aq_depthwise_conv_params *p, const int8_t *input,
                           const int8_t *filter, const int32_t *bias, int8_t *output);
+/* DEPTHWISE_CONV_2D, packed INT4 weights. */
+void aq_depthwise_conv_s4(const aq_depthwise_conv_params *p, const int8_t *input,
+                          const uint8_t *filter, const int32_t *bias, int8_t *output);
 
 typedef struct {
   int32_t batches;
@@ -60,6 +66,9 @@ typedef struct {
 /* FULLY_CONNECTED, int8 weights (filter [out_c, accum_depth]). */
 void aq_fully_connected_s8(const aq_fully_connected_params *p, const int8_t *input,
                            const int8_t *filter, const int32_t *bias, int8_t *output);
+/* FULLY_CONNECTED, packed INT4 weights. */
+void aq_fully_connected_s4(const aq_fully_connected_params *p, const int8_t *input,
+                           const uint8_t *filter, const int32_t *bias, int8_t *output);
 
 typedef struct {
   int16_t in_h, in_w, channels;
@@ -81,6 +90,16 @@ typedef struct {
   int32_t diff_min;
 } aq_softmax_params;
 
+typedef struct {
+  int32_t size;
+  int32_t input_zero_point, output_offset;
+  int32_t multiplier, shift;   /* input scale / output scale */
+  int32_t act_min, act_max;
+} aq_relu_params;
+
+/* RELU, RELU6, RELU_N1_TO_1 (standalone, with requantization). */
+void aq_relu_s8(const aq_relu_params *p, const int8_t *input, int8_t *output);
+
 /* SOFTMAX, int8 in, int8 out (scale 1/256, zero point -128). */
 void aq_softmax_s8(const aq_softmax_params *p, const int8_t *input, int8_t *output);
 
@@ -97,6 +116,101 @@ typedef struct {
 /* ADD of two int8 tensors of the same shape. */
 void aq_add_s8(const aq_add_params *p, const int8_t *input1, const int8_t *input2,
                int8_t *output);
+
+/* ---- Elementwise, reduction and data-movement kernels (MUL, broadcasting ADD, MEAN, PAD,
+ * CONCATENATION, LOGISTIC, HARD_SWISH, QUANTIZE). Shapes are extended to 4-D by prepending 1s,
+ * as TFLite's RuntimeShape::ExtendedShape does. ---- */
+
+/* Broadcast of two 4-D inputs onto the output shape: element strides of each input
+ * (0 along a broadcast dimension), TFLite's NdArrayDescsForElementwiseBroadcast. */
+typedef struct {
+  int32_t dims[4];           /* output shape */
+  int32_t stride1[4];        /* input 1 element strides */
+  int32_t stride2[4];        /* input 2 element strides */
+} aq_broadcast4;
+
+typedef struct {
+  aq_add_params add;         /* .size is unused */
+  aq_broadcast4 shape;
+} aq_add_broadcast_params;
+
+/* ADD of two int8 tensors whose shapes broadcast (TFLite BroadcastAdd4DSlow). */
+void aq_add_broadcast_s8(const aq_add_broadcast_params *p, const int8_t *input1,
+                         const int8_t *input2, int8_t *output);
+
+typedef struct {
+  int32_t size;              /* output elements */
+  int32_t broadcast;         /* 0: same shapes (flat loop), 1: use .shape */
+  int32_t input1_offset, input2_offset, output_offset;
+  int32_t output_multiplier, output_shift;
+  int32_t act_min, act_max;
+  aq_broadcast4 shape;
+} aq_mul_params;
+
+/* MUL, int8 (TFLite MulElementwise / BroadcastMul4DSlow). */
+void aq_mul_s8(const aq_mul_params *p, const int8_t *input1, const int8_t *input2,
+               int8_t *output);
+
+typedef struct {
+  int32_t dims[4];           /* input shape */
+  int32_t reduce[4];         /* 1 = this axis is reduced */
+  int32_t count;             /* elements reduced into one output */
+  int32_t same_quant;        /* 1: input and output share scale and zero point (integer mean) */
+  int32_t input_zero_point, output_zero_point;
+  int32_t multiplier, shift; /* 1/count folded in (QuantizedMeanOrSum) */
+} aq_mean_params;
+
+/* MEAN over any set of axes, int8 (TFLite reference_ops::Mean / QuantizedMeanOrSum). */
+void aq_mean_s8(const aq_mean_params *p, const int8_t *input, int8_t *output);
+
+typedef struct {
+  int32_t in_dims[4];
+  int32_t out_dims[4];
+  int32_t before[4];         /* leading padding per axis */
+  int32_t pad_value;
+} aq_pad_params;
+
+/* PAD / PADV2 with a constant, int8 (input and output share quantization). */
+void aq_pad_s8(const aq_pad_params *p, const int8_t *input, int8_t *output);
+
+typedef struct {
+  int32_t num_inputs;
+  int32_t outer;             /* product of the dimensions before the axis */
+  const int32_t *copy_size;  /* per input: product of its dimensions from the axis on */
+} aq_concatenation_params;
+
+/* CONCATENATION, int8: `num_inputs` input pointers (const int8_t *) follow `output`.
+ * Bytes are copied as TFLite Micro does (it does not rescale int8 inputs). */
+void aq_concatenation_s8(const aq_concatenation_params *p, int8_t *output, ...);
+
+typedef struct {
+  int32_t size;
+  int32_t input_zero_point;
+  int32_t input_range_radius;
+  int32_t input_multiplier, input_left_shift;
+} aq_logistic_params;
+
+/* LOGISTIC, int8 in, int8 out (scale 1/256, zero point -128): gemmlowp fixed-point logistic. */
+void aq_logistic_s8(const aq_logistic_params *p, const int8_t *input, int8_t *output);
+
+typedef struct {
+  int32_t size;
+  int32_t input_zero_point, output_zero_point;
+  int32_t reluish_multiplier_fixedpoint_int16, reluish_multiplier_exponent;
+  int32_t output_multiplier_fixedpoint_int16, output_multiplier_exponent;
+} aq_hard_swish_params;
+
+/* HARD_SWISH, int8 (TFLite reference_ops::HardSwish, 16-bit fixed point). */
+void aq_hard_swish_s8(const aq_hard_swish_params *p, const int8_t *input, int8_t *output);
+
+typedef struct {
+  int32_t size;
+  int32_t input_zero_point, output_zero_point;
+  int32_t multiplier, shift;
+} aq_quantize_params;
+
+/* QUANTIZE int8 -> int8 (TFLite reference_ops::Requantize). */
+void aq_quantize_s8(const aq_quantize_params *p, const int8_t *input, int8_t *output);
 
 #ifdef __cplusplus
 }

@@ -1,37 +1,7 @@
-/* CONV_2D, int8 activations and weights, per-channel requantization (TFLite ConvPerChannel). */
-#include "aq_kernels.h"
-#include "aq_math.h"
+/* CONV_2D, int8 activations and int8 weights, per-channel requantization (TFLite reference). */
+#include "aq_mac_impl.h"
 
 void aq_conv_s8(const aq_conv_params *p, const int8_t *input, const int8_t *filter,
                 const int32_t *bias, int8_t *output) {
-  const int out_per_group = p->out_c / (p->in_c / p->filter_in_c);
-  for (int oy = 0; oy < p->out_h; ++oy) {
-    const int in_y0 = oy * p->stride_h - p->pad_h;
-    for (int ox = 0; ox < p->out_w; ++ox) {
-      const int in_x0 = ox * p->stride_w - p->pad_w;
-      for (int oc = 0; oc < p->out_c; ++oc) {
-        const int group = oc / out_per_group;
-        const int8_t *w = filter + (int32_t)oc * p->k_h * p->k_w * p->filter_in_c;
-        int32_t acc = 0;
-        for (int ky = 0; ky < p->k_h; ++ky) {
-          const int in_y = in_y0 + p->dil_h * ky;
-          if (in_y < 0 || in_y >= p->in_h) continue;
-          for (int kx = 0; kx < p->k_w; ++kx) {
-            const int in_x = in_x0 + p->dil_w * kx;
-            if (in_x < 0 || in_x >= p->in_w) continue;
-            const int8_t *x = input + ((int32_t)in_y * p->in_w + in_x) * p->in_c +
-                              group * p->filter_in_c;
-            const int8_t *wk = w + (ky * p->k_w + kx) * p->filter_in_c;
-            for (int ic = 0; ic < p->filter_in_c; ++ic) {
-              acc += wk[ic] * (x[ic] + p->q.input_offset);
-            }
-          }
-        }
-        if (bias) acc += bias[oc];
-        acc = aq_requantize(acc, p->q.multiplier[oc], p->q.shift[oc]) + p->q.output_offset;
-        output[((int32_t)oy * p->out_w + ox) * p->out_c + oc] =
-            (int8_t)aq_clamp(acc, p->q.act_min, p->q.act_max);
-      }
-    }
-  }
+  aq_conv_impl(p, input, filter, bias, output, 0);
 }
