@@ -2,29 +2,18 @@
 
 from __future__ import annotations
 
-import hashlib
-
 import numpy as np
 import pytest
 
 from aqedge.codegen.graph import read_tflite
 from aqedge.int4 import pack_int4, unpack_int4
-from aqedge.codegen.host import compile_host, run_host
+from aqedge.codegen.host import build_host, run_host
 from aqedge.codegen.lower import lower
 from aqedge.codegen.plan import plan_memory
-from aqedge.codegen.render import render_model
 from aqedge.errors import AqError
 from aqedge.reference import TflmReference
 
 from conftest import MLPERF_TINY, int4_variant, quantize_input
-
-
-def _host_build(path, out_dir):
-    graph = read_tflite(path)
-    calls = lower(graph, path.name)
-    plan = plan_memory(graph, calls)
-    render_model(graph, calls, plan, path.name, hashlib.sha256(path.read_bytes()).hexdigest(), out_dir)
-    return graph, plan, compile_host(out_dir)
 
 
 def _reference(path, inputs):
@@ -33,7 +22,7 @@ def _reference(path, inputs):
 
 
 def test_example_cnn_bit_exact_on_host(int8_model, fashion_test, tmp_path):
-    graph, plan, runner = _host_build(int8_model, tmp_path)
+    graph, plan, runner = build_host(int8_model, tmp_path)
     inp = graph.tensors[graph.inputs[0]]
     x = quantize_input(fashion_test[0][:300], inp.single_scale(), inp.single_zero_point())
     ours = run_host(runner, x, graph.tensors[graph.outputs[0]].nbytes)
@@ -44,7 +33,7 @@ def test_example_cnn_bit_exact_on_host(int8_model, fashion_test, tmp_path):
 def test_kws_dscnn_bit_exact_on_host(tmp_path):
     """A model nobody here wrote (MLPerf Tiny DS-CNN: depthwise, 10x4 conv, avg pool)."""
     path = MLPERF_TINY / "kws_dscnn_int8.tflite"
-    graph, plan, runner = _host_build(path, tmp_path)
+    graph, plan, runner = build_host(path, tmp_path)
     inp = graph.tensors[graph.inputs[0]]
     x = np.random.default_rng(1).integers(-128, 128, (200, *inp.shape[1:]), dtype=np.int8)
     ours = run_host(runner, x, graph.tensors[graph.outputs[0]].nbytes)
@@ -58,7 +47,7 @@ def test_int4_weights_bit_exact_on_host(model, odd_model, int8_model, tmp_path):
     source = {"odd": odd_model, "example": int8_model}.get(model, MLPERF_TINY / model)
     path = tmp_path / "int4.tflite"
     path.write_bytes(int4_variant(source.read_bytes()))
-    graph, plan, runner = _host_build(path, tmp_path / "c")
+    graph, plan, runner = build_host(path, tmp_path / "c")
     weights = [graph.tensors[op.inputs[1]] for op in graph.ops
                if op.opcode in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")]
     assert weights and all(w.dtype == "int4" for w in weights)
@@ -90,7 +79,7 @@ def test_memory_plan_never_overlaps_live_tensors(int8_model):
 def test_resnet8_bit_exact_on_host(tmp_path):
     """MLPerf Tiny ResNet-8: residual ADDs, strided convs, average pooling."""
     path = MLPERF_TINY / "ic_resnet8_int8.tflite"
-    graph, plan, runner = _host_build(path, tmp_path)
+    graph, plan, runner = build_host(path, tmp_path)
     inp = graph.tensors[graph.inputs[0]]
     x = np.random.default_rng(2).integers(-128, 128, (200, *inp.shape[1:]), dtype=np.int8)
     ours = run_host(runner, x, graph.tensors[graph.outputs[0]].nbytes)

@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from aqedge.boards import resolve
 from aqedge.codegen.build import build
@@ -35,20 +36,21 @@ def test_fashion_cnn_on_emulated_stm32(int8_model, tmp_path):
         assert key in m
 
 
-def test_kws_dscnn_on_emulated_stm32_random_inputs(tmp_path):
-    """A model nobody here wrote, on the device, bit-exact on seeded random inputs."""
+@pytest.mark.parametrize("model", ["kws_dscnn_int8.tflite", "ic_resnet8_int8.tflite"])
+def test_mlperf_tiny_on_emulated_stm32_random_inputs(model, tmp_path):
+    """Models nobody here wrote, on the device through the CLI, bit-exact on 20 seeded inputs."""
     board, _ = resolve("qemu-stm32f405")
-    out = tmp_path / "kws"
+    out = tmp_path / "fw"
     result = subprocess.run(
         [sys.executable, "-m", "aqedge.cli", "build", "--board", board.name, "--model",
-         str(MLPERF_TINY / "kws_dscnn_int8.tflite"), "-o", str(out)], capture_output=True, text=True)
+         str(MLPERF_TINY / model), "-o", str(out)], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     result = subprocess.run(
         [sys.executable, "-m", "aqedge.cli", "measure", "--board", board.name, str(out),
-         "--dataset", "random", "--samples", "5", "--seed", "3", "-o", str(out / "metrics.json")],
+         "--dataset", "random", "--samples", "20", "--seed", "3", "-o", str(out / "metrics.json")],
         capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     m = json.loads((out / "metrics.json").read_text())
-    assert m["device_matches_reference"] == 1.0 and m["samples"] == 5
+    assert m["device_matches_reference"] == 1.0 and m["samples"] == 20 and not m["failed_samples"]
     assert m["accuracy"] is None
     assert np.isfinite(m["latency"]["median"])

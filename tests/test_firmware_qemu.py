@@ -225,21 +225,27 @@ def test_silent_port_gives_up_after_the_timeout() -> None:
 
 
 def _fake_device(ready: p.ReadyInfo, answer: bytes | None) -> tuple[str, threading.Thread]:
-    """A socket that announces `ready`, then answers every frame it receives with `answer`."""
+    """A socket that announces `ready` (and answers each HELLO with it, as the firmware does),
+    then answers every other frame it receives with `answer`."""
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(1)
+    ready_frame = p.encode_frame(p.MSG_READY, 0, p.build_ready(ready))
 
     def run() -> None:
         conn, _ = listener.accept()
         listener.close()
+        decoder = p.FrameDecoder(4096)
         with conn:
-            conn.sendall(p.encode_frame(p.MSG_READY, 0, p.build_ready(ready)))
+            conn.sendall(ready_frame)
             conn.settimeout(5.0)
             try:
                 while data := conn.recv(4096):
-                    if answer is not None and 0 in data:
-                        conn.sendall(answer)
+                    for frame in decoder.feed(data):
+                        if frame.type == p.MSG_HELLO:
+                            conn.sendall(ready_frame)
+                        elif answer is not None:
+                            conn.sendall(answer)
             except OSError:
                 pass
 

@@ -37,3 +37,23 @@ def run_host(runner: Path, inputs: np.ndarray, output_bytes: int) -> np.ndarray:
     if result.returncode != 0:
         raise RuntimeError(f"{runner} failed: {result.stderr.decode(errors='replace')}")
     return np.frombuffer(result.stdout, dtype=np.int8).reshape(n, output_bytes)
+
+
+def build_host(model_path: Path, out_dir: Path):
+    """Generate the C of a .tflite into out_dir and compile it for the host.
+
+    Returns (graph, memory plan, runner executable).
+    """
+    import hashlib
+
+    from .graph import read_tflite
+    from .lower import lower
+    from .plan import plan_memory
+    from .render import render_model
+
+    graph = read_tflite(model_path)
+    calls = lower(graph, str(model_path))
+    plan = plan_memory(graph, calls)
+    render_model(graph, calls, plan, model_path.name,
+                 hashlib.sha256(model_path.read_bytes()).hexdigest(), out_dir)
+    return graph, plan, compile_host(out_dir)

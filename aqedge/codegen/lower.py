@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -292,13 +293,261 @@ def _min_max(graph: Graph, op: Op, p: str) -> KernelCall:
                       comment=f"{kind}(x, {value}) folded into the producer's output clamp")
 
 
+# ---- Elementwise, reduction and data-movement ops (MUL, broadcasting ADD, MEAN, PAD,
+# CONCATENATION, LOGISTIC, HARD_SWISH, QUANTIZE). Shapes are extended to 4-D by prepending 1s,
+# as TFLite's RuntimeShape::ExtendedShape does.
+
+def _extend4(shape: tuple[int, ...], what: str) -> list[int]:
+    if len(shape) > 4:
+        raise Unsupported(f"{what} has {len(shape)} dimensions; at most 4 are supported")
+    return [1] * (4 - len(shape)) + [int(d) for d in shape]
+
+
+def _strides4(dims: list[int]) -> list[int]:
+    return [dims[1] * dims[2] * dims[3], dims[2] * dims[3], dims[3], 1]
+
+
+def _c_array(values) -> str:
+    """A C initializer for an array member of a params struct."""
+    return "{" + ", ".join(str(int(v)) for v in values) + "}"
+
+
+def _operand(graph: Graph, index: int, name: str, what: str) -> tuple[Tensor, int | str, list[ConstArray]]:
+    """An int8 input that may be a constant: (tensor, C argument, constant arrays)."""
+    t = _require_int8(graph.tensor(index), what)
+    if t.is_constant:
+        return t, name, [ConstArray(name, "int8_t", t.data.reshape(-1), f"{what} {list(t.shape)}")]
+    return t, index, []
+
+
+def _broadcast4(a: Tensor, b: Tensor, y: Tensor) -> dict[str, str]:
+    """TFLite NdArrayDescsForElementwiseBroadcast: per-input strides over the output shape."""
+    da, db, dy = _extend4(a.shape, "input 1"), _extend4(b.shape, "input 2"), _extend4(y.shape, "output")
+    for k in range(4):
+        if max(da[k], db[k]) != dy[k] or min(da[k], db[k]) not in (1, dy[k]):
+            raise Unsupported(f"shapes {list(a.shape)} and {list(b.shape)} do not broadcast to {list(y.shape)}")
+    sa, sb = _strides4(da), _strides4(db)
+    return {"dims": _c_array(dy),
+            "stride1": _c_array(0 if da[k] == 1 and dy[k] > 1 else sa[k] for k in range(4)),
+            "stride2": _c_array(0 if db[k] == 1 and dy[k] > 1 else sb[k] for k in range(4))}
+
+
+def _add_any(graph: Graph, op: Op, p: str) -> KernelCall:
+    """ADD: same-shape non-constant inputs go to `_add`; constants and broadcasting here."""
+    a0, b0 = graph.tensor(op.inputs[0]), graph.tensor(op.inputs[1])
+    if (a0 is not None and b0 is not None and a0.shape == b0.shape
+            and not a0.is_constant and not b0.is_constant):
+        return _add(graph, op, p)
+    a, arg_a, arrays_a = _operand(graph, op.inputs[0], f"{p}_input1", "input 1")
+    b, arg_b, arrays_b = _operand(graph, op.inputs[1], f"{p}_input2", "input 2")
+    y = _require_int8(graph.tensor(op.outputs[0]), "output")
+    act = _fused(op, y)
+    add = {"size": y.size, "input1_offset": -a.single_zero_point(),
+           "input2_offset": -b.single_zero_point(), "output_offset": y.single_zero_point(),
+           **fp.add_params(a.single_scale(), b.single_scale(), y.single_scale()),
+           "act_min": act[0], "act_max": act[1]}
+    if a.shape == b.shape == y.shape:
+        return KernelCall(op, "aq_add_s8", "aq_add_params", add, [arg_a, arg_b, op.outputs[0]],
+                          arrays_a + arrays_b, comment=f"add {list(y.shape)} (constant operand)")
+    return KernelCall(op, "aq_add_broadcast_s8", "aq_add_broadcast_params",
+                      {"q": add, "shape": _broadcast4(a, b, y)}, [arg_a, arg_b, op.outputs[0]],
+                      arrays_a + arrays_b,
+                      comment=f"add {list(a.shape)} + {list(b.shape)} -> {list(y.shape)} (broadcast)")
+
+
+def _mul(graph: Graph, op: Op, p: str) -> KernelCall:
+    a, arg_a, arrays_a = _operand(graph, op.inputs[0], f"{p}_input1", "input 1")
+    b, arg_b, arrays_b = _operand(graph, op.inputs[1], f"{p}_input2", "input 2")
+    y = _require_int8(graph.tensor(op.outputs[0]), "output")
+    act = _fused(op, y)
+    mult, shift = fp.quantize_multiplier(a.single_scale() * b.single_scale() / y.single_scale())
+    same = _extend4(a.shape, "input 1") == _extend4(b.shape, "input 2") == _extend4(y.shape, "output")
+    shape = ({"dims": "{0}", "stride1": "{0}", "stride2": "{0}"} if same else _broadcast4(a, b, y))
+    params = {"size": y.size, "broadcast": 0 if same else 1,
+              "input1_offset": -a.single_zero_point(), "input2_offset": -b.single_zero_point(),
+              "output_offset": y.single_zero_point(), "output_multiplier": mult,
+              "output_shift": shift, "act_min": act[0], "act_max": act[1], "shape": shape}
+    return KernelCall(op, "aq_mul_s8", "aq_mul_params", params, [arg_a, arg_b, op.outputs[0]],
+                      arrays_a + arrays_b,
+                      comment=f"mul {list(a.shape)} * {list(b.shape)} -> {list(y.shape)}")
+
+
+def _const_ints(graph: Graph, index: int, what: str) -> np.ndarray:
+    t = graph.tensor(index)
+    if t is None or not t.is_constant or t.dtype not in ("int32", "int64"):
+        raise Unsupported(f"{what} must be a constant int32 tensor")
+    return t.data.astype(np.int64)
+
+
+def _mean(graph: Graph, op: Op, p: str) -> KernelCall:
+    x = _require_int8(graph.tensor(op.inputs[0]), "input")
+    y = _require_int8(graph.tensor(op.outputs[0]), "output")
+    dims = _extend4(x.shape, "input")
+    rank = len(x.shape)
+    axes = set()
+    for a in _const_ints(graph, op.inputs[1], "axis").reshape(-1):
+        a = int(a) + rank if a < 0 else int(a)
+        if not 0 <= a < rank:
+            raise Unsupported(f"axis {a} is out of range for rank {rank}")
+        axes.add(a + 4 - rank)
+    reduce = [1 if k in axes else 0 for k in range(4)]
+    count = int(np.prod([dims[k] for k in range(4) if reduce[k]]))
+    if y.size != x.size // max(count, 1) or count == 0:
+        raise Unsupported(f"output shape {list(y.shape)} does not match the reduction")
+    # PrepareMeanOrSum: input_scale / output_scale, then QuantizedMeanOrSum folds in 1/count.
+    mult, shift = fp.quantize_multiplier(x.single_scale() / y.single_scale())
+    fold = min(count.bit_length() - 1, 32, 31 + shift)
+    mult, shift = int((mult << fold) // count), shift - fold
+    same = x.single_scale() == y.single_scale() and x.single_zero_point() == y.single_zero_point()
+    params = {"dims": _c_array(dims), "reduce": _c_array(reduce), "count": count,
+              "same_quant": int(same), "input_zero_point": x.single_zero_point(),
+              "output_zero_point": y.single_zero_point(), "multiplier": mult, "shift": shift}
+    return KernelCall(op, "aq_mean_s8", "aq_mean_params", params, [op.inputs[0], op.outputs[0]],
+                      comment=f"mean {list(x.shape)} over axes {sorted(a - 4 + rank for a in axes)} "
+                              f"-> {list(y.shape)}")
+
+
+def _pad(graph: Graph, op: Op, p: str) -> KernelCall:
+    """PAD / PADV2: like TFLite Micro, bytes are copied as they are (the converter gives input
+    and output the same quantization); the pad value is the output zero point or PADV2's
+    constant."""
+    x = _require_int8(graph.tensor(op.inputs[0]), "input")
+    y = _require_int8(graph.tensor(op.outputs[0]), "output")
+    if x.is_constant:
+        raise Unsupported("padding a constant tensor is not supported")
+    pads = _const_ints(graph, op.inputs[1], "paddings").reshape(-1, 2)
+    if pads.shape[0] != len(x.shape) or np.any(pads < 0):
+        raise Unsupported(f"paddings {pads.tolist()} do not fit input rank {len(x.shape)}")
+    value = y.single_zero_point()
+    if len(op.inputs) > 2 and op.inputs[2] >= 0:
+        c = graph.tensor(op.inputs[2])
+        if c is None or not c.is_constant or c.dtype != "int8":
+            raise Unsupported("PADV2 constant value must be a constant int8 tensor")
+        value = int(c.data.reshape(-1)[0])
+    in_dims = _extend4(x.shape, "input")
+    before = [0] * (4 - len(x.shape)) + [int(v) for v in pads[:, 0]]
+    after = [0] * (4 - len(x.shape)) + [int(v) for v in pads[:, 1]]
+    out_dims = [in_dims[k] + before[k] + after[k] for k in range(4)]
+    if out_dims != _extend4(y.shape, "output"):
+        raise Unsupported(f"output shape {list(y.shape)} does not match paddings {pads.tolist()}")
+    params = {"in_dims": _c_array(in_dims), "out_dims": _c_array(out_dims),
+              "before": _c_array(before), "pad_value": value}
+    return KernelCall(op, "aq_pad_s8", "aq_pad_params", params, [op.inputs[0], op.outputs[0]],
+                      comment=f"pad {list(x.shape)} -> {list(y.shape)} with {value}")
+
+
+def _concatenation(graph: Graph, op: Op, p: str) -> KernelCall:
+    """CONCATENATION: a byte copy. TFLite Micro requires every int8 input to have the output's
+    scale (the converter arranges it) and never rescales, so inputs quantized differently from
+    the output are refused here too."""
+    y = _require_int8(graph.tensor(op.outputs[0]), "output")
+    if int(op.options.get("fusedActivationFunction", 0)) != 0:
+        raise Unsupported("a fused activation on CONCATENATION is not supported (TFLite Micro refuses it)")
+    if not 1 <= len(op.inputs) <= 16:
+        raise Unsupported(f"{len(op.inputs)} inputs; 1 to 16 are supported")
+    rank = len(y.shape)
+    if rank > 4:
+        raise Unsupported(f"output has {rank} dimensions; at most 4 are supported")
+    axis = int(op.options.get("axis", 0))
+    axis = axis + rank if axis < 0 else axis
+    if not 0 <= axis < rank:
+        raise Unsupported(f"axis {axis} is out of range for rank {rank}")
+    args, arrays, sizes, total = [op.outputs[0]], [], [], 0
+    for i, index in enumerate(op.inputs):
+        t, arg, arr = _operand(graph, index, f"{p}_input{i}", f"input {i + 1}")
+        if t.single_scale() != y.single_scale() or t.single_zero_point() != y.single_zero_point():
+            raise Unsupported(f"input {i + 1} is quantized differently from the output (scale "
+                              f"{t.single_scale():.6g} zp {t.single_zero_point()} vs "
+                              f"{y.single_scale():.6g} zp {y.single_zero_point()}); TFLite Micro "
+                              "requires the same scale and does not rescale")
+        if len(t.shape) != rank or any(t.shape[k] != y.shape[k] for k in range(rank) if k != axis):
+            raise Unsupported(f"input {i + 1} shape {list(t.shape)} does not fit output {list(y.shape)} on axis {axis}")
+        args.append(arg)
+        arrays += arr
+        sizes.append(int(np.prod(t.shape[axis:])))
+        total += t.shape[axis]
+    if total != y.shape[axis]:
+        raise Unsupported(f"inputs add up to {total} along axis {axis}, output has {y.shape[axis]}")
+    arrays.append(ConstArray(f"{p}_copy_size", "int32_t", np.asarray(sizes, np.int64),
+                             "bytes per input and outer index"))
+    params = {"num_inputs": len(op.inputs), "outer": int(np.prod(y.shape[:axis])),
+              "copy_size": f"{p}_copy_size"}
+    return KernelCall(op, "aq_concatenation_s8", "aq_concatenation_params", params, args, arrays,
+                      comment=f"concatenate {len(op.inputs)} inputs on axis {axis} -> {list(y.shape)}")
+
+
+def _logistic(graph: Graph, op: Op, p: str) -> KernelCall:
+    x = _require_int8(graph.tensor(op.inputs[0]), "input")
+    y = _require_int8(graph.tensor(op.outputs[0]), "output")
+    if y.single_zero_point() != -128:
+        raise Unsupported("int8 output must have zero point -128 (TFLite Micro requires it)")
+    # CalculateArithmeticOpDataLogistic: 4 integer bits, frexp of scale * 2^27, no renormalizing.
+    mantissa, left_shift = math.frexp(x.single_scale() * float(1 << 27))
+    multiplier = fp.tflite_round(mantissa * (1 << 31))
+    if multiplier >= 1 << 31:   # static_cast<int32_t> of 2^31 wraps
+        multiplier -= 1 << 32
+    radius = math.floor(15.0 * (1 << 27) / 2.0 ** left_shift)
+    params = {"size": x.size, "input_zero_point": x.single_zero_point(),
+              "input_range_radius": radius, "input_multiplier": multiplier,
+              "input_left_shift": left_shift}
+    return KernelCall(op, "aq_logistic_s8", "aq_logistic_params", params,
+                      [op.inputs[0], op.outputs[0]], comment=f"logistic {list(x.shape)}")
+
+
+def _int16_multiplier(real: float) -> tuple[int, int]:
+    """QuantizeMultiplier then DownScaleInt32ToInt16Multiplier."""
+    m, e = fp.quantize_multiplier(real)
+    if m >= (1 << 31) - 1 - (1 << 15):
+        return (1 << 15) - 1, e
+    return (m + (1 << 15)) >> 16, e
+
+
+def _hard_swish(graph: Graph, op: Op, p: str) -> KernelCall:
+    x = _require_int8(graph.tensor(op.inputs[0]), "input")
+    y = _require_int8(graph.tensor(op.outputs[0]), "output")
+    # HardSwishPrepare, in float32 as TFLite computes it.
+    hires = np.float32(1.0 / 128.0) * np.float32(x.single_scale())
+    reluish_scale = np.float32(3.0) / np.float32(32768.0)
+    out_m, out_e = _int16_multiplier(float(np.float32(hires / np.float32(y.single_scale()))))
+    relu_m, relu_e = _int16_multiplier(float(np.float32(hires / reluish_scale)))
+    if out_e > 0:
+        raise Unsupported("output scale below input scale / 128 (TFLite requires a right shift)")
+    params = {"size": x.size, "input_zero_point": x.single_zero_point(),
+              "output_zero_point": y.single_zero_point(),
+              "reluish_multiplier_fixedpoint_int16": relu_m, "reluish_multiplier_exponent": relu_e,
+              "output_multiplier_fixedpoint_int16": out_m, "output_multiplier_exponent": out_e}
+    return KernelCall(op, "aq_hard_swish_s8", "aq_hard_swish_params", params,
+                      [op.inputs[0], op.outputs[0]], comment=f"hard swish {list(x.shape)}")
+
+
+def _quantize(graph: Graph, op: Op, p: str) -> KernelCall:
+    x, y = graph.tensor(op.inputs[0]), graph.tensor(op.outputs[0])
+    if x is not None and x.dtype in ("float32", "float16"):
+        raise Unsupported(f"{x.dtype} -> int8 QUANTIZE is not supported (the model input must be int8)")
+    x = _require_int8(x, "input")
+    y = _require_int8(y, "output")
+    mult, shift = fp.quantize_multiplier(x.single_scale() / y.single_scale())
+    params = {"size": x.size, "input_zero_point": x.single_zero_point(),
+              "output_zero_point": y.single_zero_point(), "multiplier": mult, "shift": shift}
+    return KernelCall(op, "aq_quantize_s8", "aq_quantize_params", params,
+                      [op.inputs[0], op.outputs[0]], comment=f"requantize {list(x.shape)}")
+
+
 LOWERINGS = {
     "RELU": _relu,
     "RELU6": _relu,
     "RELU_N1_TO_1": _relu,
     "MINIMUM": _min_max,
     "MAXIMUM": _min_max,
-    "ADD": _add,
+    "ADD": _add_any,
+    "MUL": _mul,
+    "MEAN": _mean,
+    "PAD": _pad,
+    "PADV2": _pad,
+    "CONCATENATION": _concatenation,
+    "LOGISTIC": _logistic,
+    "HARD_SWISH": _hard_swish,
+    "QUANTIZE": _quantize,
     "CONV_2D": _conv,
     "DEPTHWISE_CONV_2D": _depthwise,
     "FULLY_CONNECTED": _fully_connected,

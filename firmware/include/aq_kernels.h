@@ -130,7 +130,7 @@ typedef struct {
 } aq_broadcast4;
 
 typedef struct {
-  aq_add_params add;         /* .size is unused */
+  aq_add_params q;           /* .size is unused */
   aq_broadcast4 shape;
 } aq_add_broadcast_params;
 
@@ -180,7 +180,7 @@ typedef struct {
 } aq_concatenation_params;
 
 /* CONCATENATION, int8: `num_inputs` input pointers (const int8_t *) follow `output`.
- * Bytes are copied as TFLite Micro does (it does not rescale int8 inputs). */
+ * A byte copy: like TFLite Micro, inputs must share the output quantization (no rescaling). */
 void aq_concatenation_s8(const aq_concatenation_params *p, int8_t *output, ...);
 
 typedef struct {

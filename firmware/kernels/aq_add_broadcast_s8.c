@@ -5,7 +5,7 @@
 
 void aq_add_broadcast_s8(const aq_add_broadcast_params *p, const int8_t *input1,
                          const int8_t *input2, int8_t *output) {
-  const aq_add_params *q = &p->add;
+  const aq_add_params *q = &p->q;
   const aq_broadcast4 *s = &p->shape;
   int32_t o = 0;
   for (int32_t b = 0; b < s->dims[0]; ++b) {
