@@ -398,9 +398,8 @@ def _mean(graph: Graph, op: Op, p: str) -> KernelCall:
     mult, shift = fp.quantize_multiplier(x.single_scale() / y.single_scale())
     fold = min(count.bit_length() - 1, 32, 31 + shift)
     mult, shift = int((mult << fold) // count), shift - fold
-    same = x.single_scale() == y.single_scale() and x.single_zero_point() == y.single_zero_point()
     params = {"dims": _c_array(dims), "reduce": _c_array(reduce), "count": count,
-              "same_quant": int(same), "input_zero_point": x.single_zero_point(),
+              "input_zero_point": x.single_zero_point(),
               "output_zero_point": y.single_zero_point(), "multiplier": mult, "shift": shift}
     return KernelCall(op, "aq_mean_s8", "aq_mean_params", params, [op.inputs[0], op.outputs[0]],
                       comment=f"mean {list(x.shape)} over axes {sorted(a - 4 + rank for a in axes)} "
@@ -505,11 +504,11 @@ def _int16_multiplier(real: float) -> tuple[int, int]:
 def _hard_swish(graph: Graph, op: Op, p: str) -> KernelCall:
     x = _require_int8(graph.tensor(op.inputs[0]), "input")
     y = _require_int8(graph.tensor(op.outputs[0]), "output")
-    # HardSwishPrepare, in float32 as TFLite computes it.
-    hires = np.float32(1.0 / 128.0) * np.float32(x.single_scale())
-    reluish_scale = np.float32(3.0) / np.float32(32768.0)
-    out_m, out_e = _int16_multiplier(float(np.float32(hires / np.float32(y.single_scale()))))
-    relu_m, relu_e = _int16_multiplier(float(np.float32(hires / reluish_scale)))
+    # HardSwishPrepare: hires scale = input scale / 128 (float32, exact), then the ratios are
+    # taken in double: checked against TFLite Micro where a float32 quotient rounds differently.
+    hires = float(np.float32(1.0 / 128.0) * np.float32(x.single_scale()))
+    out_m, out_e = _int16_multiplier(hires / y.single_scale())
+    relu_m, relu_e = _int16_multiplier(hires / (3.0 / 32768.0))
     if out_e > 0:
         raise Unsupported("output scale below input scale / 128 (TFLite requires a right shift)")
     params = {"size": x.size, "input_zero_point": x.single_zero_point(),

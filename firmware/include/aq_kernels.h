@@ -155,12 +155,11 @@ typedef struct {
   int32_t dims[4];           /* input shape */
   int32_t reduce[4];         /* 1 = this axis is reduced */
   int32_t count;             /* elements reduced into one output */
-  int32_t same_quant;        /* 1: input and output share scale and zero point (integer mean) */
   int32_t input_zero_point, output_zero_point;
   int32_t multiplier, shift; /* 1/count folded in (QuantizedMeanOrSum) */
 } aq_mean_params;
 
-/* MEAN over any set of axes, int8 (TFLite reference_ops::Mean / QuantizedMeanOrSum). */
+/* MEAN over any set of axes, int8 (TFLite reference_ops::QuantizedMeanOrSum). */
 void aq_mean_s8(const aq_mean_params *p, const int8_t *input, int8_t *output);
 
 typedef struct {

@@ -1,7 +1,7 @@
-/* MEAN, int8, over any subset of the 4 (extended) axes. Same input and output quantization:
- * the integer sum divided by the count, truncated (TFLite reference_ops::Mean); otherwise
- * TFLite's QuantizedMeanOrSum: the zero-point-corrected sum requantized with 1/count folded into
- * the multiplier. Outputs are produced in order, so keep_dims does not change the layout. */
+/* MEAN, int8, over any subset of the 4 (extended) axes (TFLite QuantizedMeanOrSum, which TFLite
+ * Micro uses even when input and output share their quantization): the zero-point-corrected sum
+ * requantized with 1/count folded into the multiplier. Outputs are produced in order, so
+ * keep_dims does not change the layout. */
 #include "aq_kernels.h"
 #include "aq_math.h"
 
@@ -25,14 +25,8 @@ void aq_mean_s8(const aq_mean_params *p, const int8_t *input, int8_t *output) {
               for (int32_t r2 = 0; r2 < rd[2]; ++r2)
                 for (int32_t r3 = 0; r3 < rd[3]; ++r3)
                   sum += base[r0 * st[0] + r1 * st[1] + r2 * st[2] + r3 * st[3]];
-          int32_t out;
-          if (p->same_quant) {
-            out = sum / p->count; /* C division truncates toward zero, like TFLite's */
-          } else {
-            const int32_t shifted = sum - p->input_zero_point * p->count;
-            out = aq_requantize(shifted, p->multiplier, p->shift) + p->output_zero_point;
-            out = aq_clamp(out, -128, 127);
-          }
-          output[o++] = (int8_t)out;
+          const int32_t shifted = sum - p->input_zero_point * p->count;
+          const int32_t out = aq_requantize(shifted, p->multiplier, p->shift) + p->output_zero_point;
+          output[o++] = (int8_t)aq_clamp(out, -128, 127);
         }
 }

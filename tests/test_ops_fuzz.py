@@ -1,0 +1,712 @@
+"""Fuzzing every op against TFLite Micro, byte for byte.
+
+Two kinds of generated models:
+
+* **Hand-built flatbuffers** (fast, any quantization): one model holds several independent
+  branches of the op under test, each reading the model input `x` and drawing its own
+  parameters (shapes, kernel sizes, strides, padding, dilation, fused activations, scales, zero
+  points, weights). Every branch's output is reshaped to [1, n] (an alias) and the branches are
+  concatenated into the single model output. RESHAPE copies bytes whatever the quantization, so
+  the flat views all get one common quantization (TFLite Micro's CONCATENATION requires its
+  inputs to share the output's scale); each branch's bytes land in the output unchanged and a
+  mismatch is traced to its branch.
+  A "case" is one branch, checked on several random int8 inputs.
+* **Converter-made models** (slower, `tf.lite.TFLiteConverter` full int8 via Keras): checks that
+  what the real converter emits (options, op versions, quantization choices) runs exactly too.
+
+`AQEDGE_FUZZ_EXAMPLES` sets the hypothesis examples (models) per op for the hand-built models
+(default 12, with 10 branches each: 120 cases per op) and `AQEDGE_FUZZ_CONVERTER_EXAMPLES` those
+of the converter-made ones (default 1). bench/fuzz_ops.py reuses `run_case` for thousands.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+EXAMPLES = int(os.environ.get("AQEDGE_FUZZ_EXAMPLES", "12"))
+CONVERTER_EXAMPLES = int(os.environ.get("AQEDGE_FUZZ_CONVERTER_EXAMPLES", "1"))
+BRANCHES = min(int(os.environ.get("AQEDGE_FUZZ_BRANCHES", "10")), 10)  # TFLM: <= 10 inputs
+INPUTS_PER_MODEL = 4
+
+# ---------------------------------------------------------------------------------------------
+# A minimal .tflite writer (the writable schema bindings).
+
+
+class ModelWriter:
+    def __init__(self):
+        from ai_edge_litert import schema_py_generated as schema
+
+        self.s = schema
+        self.tensors: list = []
+        self.buffers: list = [schema.BufferT()]
+        self.ops: list = []
+        self.opcodes: dict[int, int] = {}
+        self.shapes: list[tuple[int, ...]] = []
+
+    def tensor(self, shape, dtype="int8", scale=None, zero_point=None, data=None, qdim=0) -> int:
+        s = self.s
+        t = s.TensorT()
+        t.shape = list(shape)
+        t.type = {"int8": s.TensorType.INT8, "int32": s.TensorType.INT32,
+                  "float32": s.TensorType.FLOAT32}[dtype]
+        t.name = f"t{len(self.tensors)}"
+        t.buffer = 0
+        if scale is not None:
+            q = s.QuantizationParametersT()
+            q.scale = [float(v) for v in np.atleast_1d(scale)]
+            q.zeroPoint = [int(v) for v in np.atleast_1d(zero_point if zero_point is not None else 0)]
+            if len(q.zeroPoint) != len(q.scale):
+                q.zeroPoint = q.zeroPoint * len(q.scale)
+            q.quantizedDimension = qdim
+            t.quantization = q
+        if data is not None:
+            b = s.BufferT()
+            arr = np.ascontiguousarray(data, dtype={"int8": np.int8, "int32": np.int32}[dtype])
+            b.data = np.frombuffer(arr.tobytes(), np.uint8)
+            t.buffer = len(self.buffers)
+            self.buffers.append(b)
+        self.tensors.append(t)
+        self.shapes.append(tuple(shape))
+        return len(self.tensors) - 1
+
+    def op(self, name: str, inputs, outputs, options=None, options_type: str | None = None) -> None:
+        s = self.s
+        code = getattr(s.BuiltinOperator, name)
+        if code not in self.opcodes:
+            oc = s.OperatorCodeT()
+            oc.builtinCode = code
+            oc.deprecatedBuiltinCode = min(code, 127)
+            oc.version = 1
+            self.opcodes[code] = len(self.opcodes)
+        o = s.OperatorT()
+        o.opcodeIndex = self.opcodes[code]
+        o.inputs = list(inputs)
+        o.outputs = list(outputs)
+        if options is not None:
+            o.builtinOptionsType = getattr(s.BuiltinOptions, options_type)
+            o.builtinOptions = options
+        self.ops.append(o)
+
+    def options(self, cls: str, **fields):
+        obj = getattr(self.s, cls)()
+        for k, v in fields.items():
+            setattr(obj, k, v)
+        return obj
+
+    def finish(self, inputs: list[int], outputs: list[int]) -> bytes:
+        import flatbuffers
+
+        s = self.s
+        model = s.ModelT()
+        model.version = 3
+        model.description = "aqedge fuzz"
+        codes = sorted(self.opcodes, key=self.opcodes.get)
+        model.operatorCodes = []
+        for code in codes:
+            oc = s.OperatorCodeT()
+            oc.builtinCode = code
+            oc.deprecatedBuiltinCode = min(code, 127)
+            oc.version = 1
+            model.operatorCodes.append(oc)
+        sub = s.SubGraphT()
+        sub.tensors, sub.operators, sub.inputs, sub.outputs = self.tensors, self.ops, inputs, outputs
+        model.subgraphs = [sub]
+        model.buffers = self.buffers
+        b = flatbuffers.Builder(1024)
+        b.Finish(model.Pack(b), file_identifier=b"TFL3")
+        return bytes(b.Output())
+
+
+# ---------------------------------------------------------------------------------------------
+# Random quantization helpers.
+
+ACTS = [0, 1, 2, 3]  # NONE, RELU, RELU_N1_TO_1, RELU6
+
+
+def _log_uniform(rng, lo, hi):
+    return float(np.float32(np.exp(rng.uniform(np.log(lo), np.log(hi)))))
+
+
+def _zp(rng):
+    return int(rng.integers(-128, 128))
+
+
+def _weights(rng, shape, channels_axis, per_channel):
+    n = shape[channels_axis] if per_channel else 1
+    scales = np.array([_log_uniform(rng, 1e-3, 3e-2) for _ in range(n)], np.float32)
+    w = rng.integers(-127, 128, shape).astype(np.int8)
+    if rng.random() < 0.2:  # sparse-ish weights: many zeros
+        w[rng.random(shape) < 0.6] = 0
+    return w, scales
+
+
+def _mac_output_quant(rng, in_scale, w_scales, fan_in):
+    """An output scale near the accumulator's spread times a random factor (2^-2 .. 2^2)."""
+    spread = float(in_scale) * float(np.mean(w_scales)) * 74.0 * 74.0 * np.sqrt(max(fan_in, 1))
+    return float(np.float32(spread * 3 / 128 * 2.0 ** rng.uniform(-2, 2))), _zp(rng)
+
+
+def _bias(rng, in_scale, w_scales, n, fan_in):
+    if rng.random() < 0.15:
+        return None
+    spread = 74.0 * 74.0 * np.sqrt(max(fan_in, 1))
+    return rng.normal(0, spread, n).round().astype(np.int32)
+
+
+# ---------------------------------------------------------------------------------------------
+# Branch builders: each adds ops reading `x` and returns its output tensor index.
+
+
+@dataclass
+class Spec:
+    """The model input and the branches' descriptions (for the report)."""
+
+    shape: tuple[int, ...]
+    scale: float
+    zero_point: int
+    branches: list[str] = field(default_factory=list)
+
+
+def _out_hw(padding, size, k, stride, dil):
+    eff = (k - 1) * dil + 1
+    return (size + stride - 1) // stride if padding == 0 else (size + stride - eff) // stride
+
+
+def _spatial(rng, spec, max_k=5, dilation=True):
+    _, h, w, _ = spec.shape
+    for _ in range(50):
+        kh, kw = int(rng.integers(1, max_k + 1)), int(rng.integers(1, max_k + 1))
+        sh, sw = int(rng.integers(1, 4)), int(rng.integers(1, 4))
+        dh = dw = 1
+        if dilation and rng.random() < 0.35:
+            dh, dw = int(rng.integers(1, 4)), int(rng.integers(1, 4))
+        padding = int(rng.integers(0, 2))
+        oh, ow = _out_hw(padding, h, kh, sh, dh), _out_hw(padding, w, kw, sw, dw)
+        if oh >= 1 and ow >= 1:
+            return kh, kw, sh, sw, dh, dw, padding, oh, ow
+    return 1, 1, 1, 1, 1, 1, 1, h, w
+
+
+def b_conv(m: ModelWriter, x: int, spec: Spec, rng) -> tuple[int, str]:
+    _, h, w, c = spec.shape
+    kh, kw, sh, sw, dh, dw, padding, oh, ow = _spatial(rng, spec)
+    oc = int(rng.integers(1, 9))
+    per_channel = rng.random() < 0.8
+    wt, ws = _weights(rng, (oc, kh, kw, c), 0, per_channel)
+    fan_in = kh * kw * c
+    osc, ozp = _mac_output_quant(rng, spec.scale, ws, fan_in)
+    bias = _bias(rng, spec.scale, ws, oc, fan_in)
+    wi = m.tensor(wt.shape, "int8", ws, np.zeros(len(ws), int), wt, qdim=0)
+    ins = [x, wi]
+    if bias is not None:
+        bscale = (np.float32(spec.scale) * ws).astype(np.float32)
+        ins.append(m.tensor((oc,), "int32", bscale, np.zeros(len(bscale), int), bias))
+    else:
+        ins.append(-1)
+    act = int(rng.choice(ACTS))
+    y = m.tensor((1, oh, ow, oc), "int8", osc, ozp)
+    m.op("CONV_2D", ins, [y], m.options("Conv2DOptionsT", padding=padding, strideH=sh, strideW=sw,
+                                        dilationHFactor=dh, dilationWFactor=dw,
+                                        fusedActivationFunction=act), "Conv2DOptions")
+    return y, (f"conv {kh}x{kw} s{sh}x{sw} d{dh}x{dw} {'SAME' if padding == 0 else 'VALID'} "
+               f"{c}->{oc} act{act} {'pc' if per_channel else 'pt'}")
+
+
+def b_depthwise(m, x, spec, rng):
+    _, h, w, c = spec.shape
+    kh, kw, sh, sw, dh, dw, padding, oh, ow = _spatial(rng, spec)
+    dm = int(rng.integers(1, 4))
+    oc = c * dm
+    per_channel = rng.random() < 0.8
+    wt, ws = _weights(rng, (1, kh, kw, oc), 3, per_channel)
+    osc, ozp = _mac_output_quant(rng, spec.scale, ws, kh * kw)
+    # TFLite Micro's DEPTHWISE_CONV_2D crashes without a bias tensor: always give one.
+    bias = _bias(rng, spec.scale, ws, oc, kh * kw)
+    if bias is None:
+        bias = np.zeros(oc, np.int32)
+    wi = m.tensor(wt.shape, "int8", ws, np.zeros(len(ws), int), wt, qdim=3)
+    ins = [x, wi]
+    if bias is not None:
+        bscale = (np.float32(spec.scale) * ws).astype(np.float32)
+        ins.append(m.tensor((oc,), "int32", bscale, np.zeros(len(bscale), int), bias))
+    else:
+        ins.append(-1)
+    act = int(rng.choice(ACTS))
+    y = m.tensor((1, oh, ow, oc), "int8", osc, ozp)
+    m.op("DEPTHWISE_CONV_2D", ins, [y],
+         m.options("DepthwiseConv2DOptionsT", padding=padding, strideH=sh, strideW=sw,
+                   depthMultiplier=dm, dilationHFactor=dh, dilationWFactor=dw,
+                   fusedActivationFunction=act), "DepthwiseConv2DOptions")
+    return y, f"depthwise {kh}x{kw} s{sh}x{sw} d{dh}x{dw} {'SAME' if padding == 0 else 'VALID'} x{dm} act{act}"
+
+
+def b_fully_connected(m, x, spec, rng):
+    size = int(np.prod(spec.shape))
+    depth = spec.shape[-1] if rng.random() < 0.5 else size
+    batches = size // depth
+    out = int(rng.integers(1, 17))
+    per_channel = rng.random() < 0.3
+    wt, ws = _weights(rng, (out, depth), 0, per_channel)
+    osc, ozp = _mac_output_quant(rng, spec.scale, ws, depth)
+    bias = _bias(rng, spec.scale, ws, out, depth)
+    ins = [x, m.tensor(wt.shape, "int8", ws, np.zeros(len(ws), int), wt, qdim=0)]
+    if bias is not None:
+        bscale = (np.float32(spec.scale) * ws).astype(np.float32)
+        ins.append(m.tensor((out,), "int32", bscale, np.zeros(len(bscale), int), bias))
+    else:
+        ins.append(-1)
+    act = int(rng.choice(ACTS))
+    y = m.tensor((batches, out), "int8", osc, ozp)
+    m.op("FULLY_CONNECTED", ins, [y],
+         m.options("FullyConnectedOptionsT", fusedActivationFunction=act, keepNumDims=False),
+         "FullyConnectedOptions")
+    return y, f"fully connected {batches}x{depth} -> {out} act{act} {'pc' if per_channel else 'pt'}"
+
+
+def _second_operand(m, x, spec, rng):
+    """A constant (same or broadcast shape) or a requantized copy of x."""
+    kind = rng.choice(["const", "const_bcast", "requant", "same"])
+    if kind in ("const", "const_bcast"):
+        shape = list(spec.shape)
+        if kind == "const_bcast":
+            shape = [d if rng.random() < 0.4 else 1 for d in shape]
+            if rng.random() < 0.3:  # lower rank, as TFLite allows
+                shape = shape[int(rng.integers(1, 4)):]
+        data = rng.integers(-128, 128, shape).astype(np.int8)
+        t = m.tensor(shape, "int8", _log_uniform(rng, 1e-3, 1.0), _zp(rng), data)
+        return t, f"{kind}{shape}"
+    if kind == "requant":
+        t = m.tensor(spec.shape, "int8", _log_uniform(rng, 1e-3, 1.0), _zp(rng))
+        m.op("QUANTIZE", [x], [t])
+        return t, "requant(x)"
+    return x, "x"
+
+
+def _broadcast_shape(a, b):
+    n = max(len(a), len(b))
+    a, b = [1] * (n - len(a)) + list(a), [1] * (n - len(b)) + list(b)
+    return tuple(max(p, q) for p, q in zip(a, b))
+
+
+def _binary(m, x, spec, rng, name, options_cls, options_type):
+    other, what = _second_operand(m, x, spec, rng)
+    first, second = (x, other) if rng.random() < 0.5 else (other, x)
+    shape = _broadcast_shape(m.shapes[first], m.shapes[second])
+    act = int(rng.choice(ACTS))
+    s1 = m.tensors[first].quantization.scale[0]
+    s2 = m.tensors[second].quantization.scale[0]
+    if name == "ADD":
+        osc = float(np.float32((s1 + s2) * 128 / 127 * 2.0 ** rng.uniform(-1.5, 1)))
+    else:
+        osc = float(np.float32(s1 * s2 * 128 * 2.0 ** rng.uniform(-2, 1)))
+    y = m.tensor(shape, "int8", osc, _zp(rng))
+    m.op(name, [first, second], [y], m.options(options_cls, fusedActivationFunction=act), options_type)
+    return y, f"{name.lower()} {list(m.shapes[first])} {list(m.shapes[second])} ({what}) act{act}"
+
+
+def b_add(m, x, spec, rng):
+    return _binary(m, x, spec, rng, "ADD", "AddOptionsT", "AddOptions")
+
+
+def b_mul(m, x, spec, rng):
+    return _binary(m, x, spec, rng, "MUL", "MulOptionsT", "MulOptions")
+
+
+def _pool(m, x, spec, rng, name):
+    _, h, w, c = spec.shape
+    kh, kw, sh, sw, _, _, padding, oh, ow = _spatial(rng, spec, max_k=4, dilation=False)
+    act = int(rng.choice(ACTS))
+    y = m.tensor((1, oh, ow, c), "int8", spec.scale, spec.zero_point)
+    m.op(name, [x], [y], m.options("Pool2DOptionsT", padding=padding, strideH=sh, strideW=sw,
+                                   filterHeight=kh, filterWidth=kw, fusedActivationFunction=act),
+         "Pool2DOptions")
+    return y, f"{name.lower()} {kh}x{kw} s{sh}x{sw} {'SAME' if padding == 0 else 'VALID'} act{act}"
+
+
+def b_avg_pool(m, x, spec, rng):
+    return _pool(m, x, spec, rng, "AVERAGE_POOL_2D")
+
+
+def b_max_pool(m, x, spec, rng):
+    return _pool(m, x, spec, rng, "MAX_POOL_2D")
+
+
+def b_softmax(m, x, spec, rng):
+    beta = float(np.float32(rng.choice([1.0, rng.uniform(0.1, 3.0)])))
+    y = m.tensor(spec.shape, "int8", 1.0 / 256, -128)
+    m.op("SOFTMAX", [x], [y], m.options("SoftmaxOptionsT", beta=beta), "SoftmaxOptions")
+    return y, f"softmax beta {beta:.3g}"
+
+
+def b_mean(m, x, spec, rng):
+    axes_choices = [[1, 2], [2, 1], [1], [2], [3], [1, 2, 3], [-1], [-3, -2], [0, 1, 2, 3]]
+    axes = axes_choices[int(rng.integers(0, len(axes_choices)))]
+    if rng.random() < 0.6:
+        axes = [1, 2]
+    keep = bool(rng.random() < 0.7)
+    norm = sorted({a % 4 for a in axes})
+    shape = [1 if k in norm else d for k, d in enumerate(spec.shape)] if keep else \
+        [d for k, d in enumerate(spec.shape) if k not in norm]
+    same = rng.random() < 0.4
+    osc = spec.scale if same else float(np.float32(spec.scale * 2.0 ** rng.uniform(-1.5, 1.5)))
+    ozp = spec.zero_point if same else _zp(rng)
+    axis = m.tensor((len(axes),), "int32", data=np.array(axes, np.int32))
+    y = m.tensor(tuple(shape), "int8", osc, ozp)
+    m.op("MEAN", [x, axis], [y], m.options("ReducerOptionsT", keepDims=keep), "ReducerOptions")
+    return y, f"mean axes {axes} keep {keep} {'same' if same else 'requant'}"
+
+
+def b_pad(m, x, spec, rng):
+    pads = np.array([[0, 0]] + [[int(rng.integers(0, 3)), int(rng.integers(0, 3))] for _ in range(3)],
+                    np.int32)
+    if rng.random() < 0.2:
+        pads[0] = [int(rng.integers(0, 2)), int(rng.integers(0, 2))]
+    shape = tuple(int(d + p.sum()) for d, p in zip(spec.shape, pads))
+    pi = m.tensor((4, 2), "int32", data=pads)
+    y = m.tensor(shape, "int8", spec.scale, spec.zero_point)
+    if rng.random() < 0.5:
+        m.op("PAD", [x, pi], [y], m.options("PadOptionsT"), "PadOptions")
+        return y, f"pad {pads.tolist()}"
+    value = int(rng.integers(-128, 128))
+    ci = m.tensor((), "int8", spec.scale, spec.zero_point, np.array(value, np.int8))
+    m.op("PADV2", [x, pi, ci], [y], m.options("PadV2OptionsT"), "PadV2Options")
+    return y, f"padv2 {pads.tolist()} value {value}"
+
+
+def b_concatenation(m, x, spec, rng):
+    axis = int(rng.integers(0, 4))
+    parts, what = [], []
+    for _ in range(int(rng.integers(2, 5))):
+        kind = rng.choice(["x", "const", "requant"])
+        if kind == "x":
+            parts.append(x)
+        elif kind == "requant":
+            t = m.tensor(spec.shape, "int8", spec.scale, spec.zero_point)
+            m.op("QUANTIZE", [x], [t])
+            parts.append(t)
+        else:
+            shape = list(spec.shape)
+            shape[axis] = int(rng.integers(1, 4))
+            parts.append(m.tensor(shape, "int8", spec.scale, spec.zero_point,
+                                  rng.integers(-128, 128, shape).astype(np.int8)))
+        what.append(str(kind))
+    shape = list(spec.shape)
+    shape[axis] = sum(m.shapes[t][axis] for t in parts)
+    y = m.tensor(tuple(shape), "int8", spec.scale, spec.zero_point)
+    neg = rng.random() < 0.3
+    m.op("CONCATENATION", parts, [y],
+         m.options("ConcatenationOptionsT", axis=axis - 4 if neg else axis, fusedActivationFunction=0),
+         "ConcatenationOptions")
+    return y, f"concatenation axis {axis - 4 if neg else axis} of {'+'.join(what)}"
+
+
+def b_logistic(m, x, spec, rng):
+    y = m.tensor(spec.shape, "int8", 1.0 / 256, -128)
+    m.op("LOGISTIC", [x], [y])
+    return y, "logistic"
+
+
+def b_hard_swish(m, x, spec, rng):
+    osc = float(np.float32(max(spec.scale * 2.0 ** rng.uniform(-2, 1.5), spec.scale / 100)))
+    y = m.tensor(spec.shape, "int8", osc, _zp(rng))
+    m.op("HARD_SWISH", [x], [y])
+    return y, f"hard_swish out scale x{osc / spec.scale:.3g}"
+
+
+def b_quantize(m, x, spec, rng):
+    osc = float(np.float32(spec.scale * 2.0 ** rng.uniform(-3, 3)))
+    y = m.tensor(spec.shape, "int8", osc, _zp(rng))
+    m.op("QUANTIZE", [x], [y])
+    return y, f"quantize x{osc / spec.scale:.3g}"
+
+
+BUILDERS = {
+    "CONV_2D": b_conv, "DEPTHWISE_CONV_2D": b_depthwise, "FULLY_CONNECTED": b_fully_connected,
+    "ADD": b_add, "MUL": b_mul, "AVERAGE_POOL_2D": b_avg_pool, "MAX_POOL_2D": b_max_pool,
+    "SOFTMAX": b_softmax, "MEAN": b_mean, "PAD": b_pad, "CONCATENATION": b_concatenation,
+    "LOGISTIC": b_logistic, "HARD_SWISH": b_hard_swish, "QUANTIZE": b_quantize,
+}
+OPS = list(BUILDERS)
+
+
+def build_model(op: str, seed: int, branches: int, shape: tuple[int, int, int]) -> tuple[bytes, Spec, list[int]]:
+    """A model of `branches` independent `op` branches on one input; returns the flatbuffer,
+    its spec and the output byte offset where each branch starts."""
+    rng = np.random.default_rng(seed)
+    spec = Spec((1, *shape), _log_uniform(rng, 2e-3, 0.5), _zp(rng))
+    m = ModelWriter()
+    x = m.tensor(spec.shape, "int8", spec.scale, spec.zero_point)
+    flats, offsets, total = [], [], 0
+    for _ in range(branches):
+        y, what = BUILDERS[op](m, x, spec, rng)
+        n = int(np.prod(m.shapes[y]))
+        # RESHAPE copies bytes whatever the quantization, so the flat views share one (TFLite
+        # Micro's CONCATENATION requires its inputs to have the output's scale).
+        flat = m.tensor((1, n), "int8", 1.0, 0)
+        shape_t = m.tensor((2,), "int32", data=np.array([1, n], np.int32))
+        m.op("RESHAPE", [y, shape_t], [flat], m.options("ReshapeOptionsT", newShape=[1, n]), "ReshapeOptions")
+        flats.append(flat)
+        offsets.append(total)
+        total += n
+        spec.branches.append(what)
+    out = m.tensor((1, total), "int8", 1.0, 0)
+    m.op("CONCATENATION", flats, [out], m.options("ConcatenationOptionsT", axis=1), "ConcatenationOptions")
+    return m.finish([x], [out]), spec, offsets + [total]
+
+
+# ---------------------------------------------------------------------------------------------
+# Host build (kernels compiled once per process) and the comparison.
+
+_KERNEL_LIB: Path | None = None
+
+
+def _kernel_lib() -> Path:
+    """Compile the portable kernels once into a static library."""
+    global _KERNEL_LIB
+    if _KERNEL_LIB is not None and _KERNEL_LIB.exists():
+        return _KERNEL_LIB
+    from aqedge.resources import data_dir
+
+    fw = data_dir("firmware")
+    work = Path(tempfile.mkdtemp(prefix="aqedge-fuzz-kernels-"))
+    objs = []
+    for src in sorted((fw / "kernels").glob("*.c")):
+        obj = work / (src.stem + ".o")
+        subprocess.run(["gcc", "-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", f"-I{fw / 'include'}",
+                        "-c", str(src), "-o", str(obj)], check=True, capture_output=True)
+        objs.append(str(obj))
+    lib = work / "libaqkernels.a"
+    subprocess.run(["ar", "rcs", str(lib), *objs], check=True)
+    _KERNEL_LIB = lib
+    return lib
+
+
+def host_runner(model: bytes, out_dir: Path):
+    """Lower, plan, render and compile one model for the host; returns (graph, runner)."""
+    import hashlib
+
+    from aqedge.codegen.graph import read_tflite
+    from aqedge.codegen.lower import lower
+    from aqedge.codegen.plan import plan_memory
+    from aqedge.codegen.render import render_model
+    from aqedge.resources import data_dir
+
+    graph = read_tflite(model)
+    calls = lower(graph, "fuzz")
+    plan = plan_memory(graph, calls)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    render_model(graph, calls, plan, "fuzz.tflite", hashlib.sha256(model).hexdigest(), out_dir)
+    fw = data_dir("firmware")
+    runner = out_dir / "runner"
+    cmd = ["gcc", "-std=c99", "-O1", "-Wall", "-Wextra", "-Werror", f"-I{fw / 'include'}", f"-I{out_dir}",
+           "-o", str(runner), str(out_dir / "model.c"), str(out_dir / "model_data.c"),
+           str(fw / "host" / "aq_host_main.c"), str(_kernel_lib()), "-lm"]
+    result = subprocess.run(cmd, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"host build failed:\n{result.stderr[-3000:]}")
+    return graph, runner
+
+
+@dataclass
+class CaseResult:
+    op: str
+    seed: int
+    cases: int
+    bit_exact: int
+    mismatches: list[str]
+
+
+def compare(model: bytes, inputs: np.ndarray, work: Path):
+    """(ours, reference) outputs of a model on int8 inputs (N, ...)."""
+    from aqedge.codegen.host import run_host
+    from aqedge.reference import TflmReference
+
+    graph, runner = host_runner(model, work)
+    ours = run_host(runner, inputs, graph.tensors[graph.outputs[0]].nbytes)
+    ref = TflmReference(model)
+    theirs = np.stack([ref.run(x[None]).reshape(-1) for x in inputs])
+    return ours, theirs
+
+
+def run_case(op: str, seed: int, branches: int = BRANCHES, shape=None, work: Path | None = None) -> CaseResult:
+    """Build one hand-written model of `branches` cases of `op`, run it here and in TFLite Micro
+    on INPUTS_PER_MODEL random inputs, and count the branches that match byte for byte."""
+    rng = np.random.default_rng(seed + 1)
+    if shape is None:
+        shape = (int(rng.integers(1, 10)), int(rng.integers(1, 10)), int(rng.integers(1, 9)))
+    model, spec, offsets = build_model(op, seed, branches, shape)
+    inputs = rng.integers(-128, 128, (INPUTS_PER_MODEL, *spec.shape[1:]), dtype=np.int8)
+    own_dir = work is None
+    work = work or Path(tempfile.mkdtemp(prefix="aqedge-fuzz-"))
+    try:
+        ours, theirs = compare(model, inputs, work)
+    finally:
+        if own_dir:
+            shutil.rmtree(work, ignore_errors=True)
+    bad = []
+    for i, what in enumerate(spec.branches):
+        a, b = ours[:, offsets[i]:offsets[i + 1]], theirs[:, offsets[i]:offsets[i + 1]]
+        if not np.array_equal(a, b):
+            diff = int(np.abs(a.astype(int) - b.astype(int)).max())
+            bad.append(f"seed {seed} branch {i}: {what} on input {list(spec.shape)} "
+                       f"scale {spec.scale:.4g} zp {spec.zero_point}: max diff {diff}, "
+                       f"{int((a != b).sum())}/{a.size} bytes differ")
+    return CaseResult(op, seed, len(spec.branches), len(spec.branches) - len(bad), bad)
+
+
+# ---------------------------------------------------------------------------------------------
+# The tests.
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _tf_quiet():
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+@pytest.mark.parametrize("op", OPS)
+@settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(seed=st.integers(0, 2**31 - 1))
+def test_op_bit_exact_with_tflm(op, seed, tmp_path):
+    result = run_case(op, seed, work=tmp_path / f"{op}-{seed}")
+    assert not result.mismatches, "\n".join(result.mismatches)
+
+
+# ---- Converter-made models (Keras -> TFLiteConverter full int8).
+
+
+def _keras_branches(op: str, rng, shape):
+    """Keras layers for `op` with random hyper-parameters (one list of layer calls per branch)."""
+    import keras
+    from keras import layers
+
+    def conv():
+        k = int(rng.integers(1, 4))
+        return layers.Conv2D(int(rng.integers(1, 6)), k, strides=int(rng.integers(1, 3)),
+                             padding=str(rng.choice(["same", "valid"])),
+                             activation=str(rng.choice(["linear", "relu", "relu6"])))
+
+    def depthwise():
+        return layers.DepthwiseConv2D(int(rng.integers(1, 4)), strides=int(rng.integers(1, 3)),
+                                      padding=str(rng.choice(["same", "valid"])),
+                                      depth_multiplier=int(rng.integers(1, 3)),
+                                      activation=str(rng.choice(["linear", "relu", "relu6"])))
+
+    def pool(kind):
+        cls = layers.AveragePooling2D if kind == "avg" else layers.MaxPooling2D
+        return cls(int(rng.integers(1, 3)), strides=int(rng.integers(1, 3)),
+                   padding=str(rng.choice(["same", "valid"])))
+
+    def const_layer(fn):
+        return layers.Lambda(fn)
+
+    c = shape[-1]
+    w = rng.normal(0, 1, (1, 1, 1, c)).astype(np.float32)
+    table = {
+        "CONV_2D": lambda: [conv()],
+        "DEPTHWISE_CONV_2D": lambda: [depthwise()],
+        "FULLY_CONNECTED": lambda: [layers.Flatten(), layers.Dense(int(rng.integers(1, 12)),
+                                                                   activation=str(rng.choice(["linear", "relu"])))],
+        "AVERAGE_POOL_2D": lambda: [pool("avg")],
+        "MAX_POOL_2D": lambda: [pool("max")],
+        "SOFTMAX": lambda: [layers.Dense(int(rng.integers(2, 8))), layers.Softmax()],
+        "MEAN": lambda: [layers.GlobalAveragePooling2D(keepdims=True)],
+        "PAD": lambda: [layers.ZeroPadding2D(((int(rng.integers(0, 3)), int(rng.integers(0, 3))),
+                                              (int(rng.integers(0, 3)), int(rng.integers(0, 3)))))],
+        "LOGISTIC": lambda: [layers.Activation("sigmoid")],
+        "HARD_SWISH": lambda: [layers.Activation("hard_swish")],
+        "MUL": lambda: [const_layer(lambda t, w=w: t * keras.ops.convert_to_tensor(w))],
+        "ADD": lambda: [const_layer(lambda t, w=w: t + keras.ops.convert_to_tensor(w))],
+        # every converter model ends in a CONCATENATION of its branches
+        "CONCATENATION": lambda: [layers.Conv2D(int(rng.integers(1, 4)), 1)],
+    }
+    return table[op]
+
+
+CONVERTER_OPS = ["CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "ADD", "MUL", "AVERAGE_POOL_2D",
+                 "MAX_POOL_2D", "SOFTMAX", "MEAN", "PAD", "CONCATENATION", "LOGISTIC", "HARD_SWISH"]
+
+
+def converter_model(op: str, seed: int, branches: int = 3) -> tuple[bytes, tuple[int, ...]]:
+    """A Keras model with `branches` random `op` branches, flattened and concatenated (the
+    converter adds the CONCATENATION and any requantization), converted to full int8."""
+    import keras
+    from keras import layers
+
+    from aqedge.convert import convert_int8
+
+    rng = np.random.default_rng(seed)
+    keras.utils.set_random_seed(seed % (2**31))
+    shape = (int(rng.integers(3, 9)), int(rng.integers(3, 9)), int(rng.integers(1, 5)))
+    inputs = keras.Input(shape, batch_size=1)
+    outs = []
+    make = _keras_branches(op, rng, shape)
+    for _ in range(branches):
+        t = inputs
+        for layer in make():
+            t = layer(t)
+        outs.append(layers.Flatten()(t))
+    out = layers.Concatenate()(outs) if len(outs) > 1 else outs[0]
+    model = keras.Model(inputs, out)
+    lo, hi = sorted(rng.uniform(-4, 4, 2))
+    rep = rng.uniform(lo, hi + 0.1, (32, *shape)).astype(np.float32)
+    return convert_int8(model, rep, samples=32), shape
+
+
+def run_converter_case(op: str, seed: int, work: Path) -> CaseResult:
+    from aqedge.codegen.graph import read_tflite
+
+    model, shape = converter_model(op, seed)
+    graph = read_tflite(model)
+    present = {o.opcode for o in graph.ops}
+    assert op in present, f"the converter emitted {sorted(present)} for {op}"
+    rng = np.random.default_rng(seed + 7)
+    inputs = rng.integers(-128, 128, (INPUTS_PER_MODEL, *shape), dtype=np.int8)
+    ours, theirs = compare(model, inputs, work)
+    ok = np.array_equal(ours, theirs)
+    bad = [] if ok else [f"converter seed {seed}: {int((ours != theirs).sum())} bytes differ "
+                         f"(ops {[o.opcode for o in graph.ops]})"]
+    return CaseResult(op, seed, 1, int(ok), bad)
+
+
+@pytest.mark.parametrize("op", CONVERTER_OPS)
+@settings(max_examples=CONVERTER_EXAMPLES, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(seed=st.integers(0, 2**31 - 1))
+def test_converter_op_bit_exact_with_tflm(op, seed, tmp_path):
+    result = run_converter_case(op, seed, tmp_path / f"{op}-{seed}")
+    assert not result.mismatches, "\n".join(result.mismatches)
+
+
+def test_unsupported_parameters_are_refused_with_reason():
+    """A fused activation on CONCATENATION and a float QUANTIZE input are named, not miscompiled."""
+    from aqedge.codegen.graph import read_tflite
+    from aqedge.codegen.lower import LOWERINGS, Unsupported
+
+    m = ModelWriter()
+    x = m.tensor((1, 2, 2, 3), "int8", 0.1, 0)
+    y = m.tensor((1, 2, 2, 6), "int8", 0.1, 0)
+    m.op("CONCATENATION", [x, x], [y],
+         m.options("ConcatenationOptionsT", axis=3, fusedActivationFunction=1), "ConcatenationOptions")
+    z = m.tensor((1, 2, 2, 6), "int8", 0.2, 0)
+    m.op("CONCATENATION", [x, x], [z], m.options("ConcatenationOptionsT", axis=3), "ConcatenationOptions")
+    f = m.tensor((1, 2, 2, 3), "float32")
+    q = m.tensor((1, 2, 2, 3), "int8", 0.1, 0)
+    m.op("QUANTIZE", [f], [q])
+    graph = read_tflite(m.finish([x], [y]))
+    with pytest.raises(Unsupported, match="fused activation"):
+        LOWERINGS["CONCATENATION"](graph, graph.ops[0], "op0")
+    with pytest.raises(Unsupported, match="quantized differently"):
+        LOWERINGS["CONCATENATION"](graph, graph.ops[1], "op1")
+    with pytest.raises(Unsupported, match="float32 -> int8 QUANTIZE"):
+        LOWERINGS["QUANTIZE"](graph, graph.ops[2], "op2")
