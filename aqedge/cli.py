@@ -45,24 +45,108 @@ def boards() -> None:
 
     table = Table(title="aqedge boards")
     table.add_column("board", no_wrap=True)
-    for col in ("family", "core", "clock", "flash", "RAM", "emulated", "flashing"):
-        table.add_column(col)
+    for col in ("family", "core", "clock", "flash", "RAM", "runs as", "flashing"):
+        table.add_column(col, overflow="fold")
     for b in all_boards():
+        status = ("emulated (QEMU)" if b.emulated else
+                  "real, verified on hardware" if b.verified_on_hardware else
+                  "real, NOT verified on hardware")
+        from .flash import available_tools
+
+        tools = [b.flash_method] + [t for t in available_tools(b) if t != b.flash_method]
         table.add_row(b.name + ("*" if b.family_default else ""), b.family, b.core,
                       f"{b.clock_hz / 1e6:g} MHz", f"{b.flash_bytes // 1024} KiB",
-                      f"{b.ram_bytes // 1024} KiB", "yes (QEMU)" if b.emulated else "no", b.flash_method)
+                      f"{b.ram_bytes // 1024} KiB", status, ", ".join(tools))
     console.print(table)
-    console.print("* the family's default: `--board <family>` picks it")
+    console.print("* the family's default: `--board <family>` picks it. Real boards build and link "
+                  "here; their board support is written from the reference manuals and has not "
+                  "run on a board yet.")
+
+
+def _load_keras(path: Path):
+    if not path.is_file():
+        raise AqError(f"model file not found: {path}")
+    if path.suffix != ".keras":
+        raise AqError(f"{path}: expected a Keras model saved as .keras")
+    import keras
+
+    from . import qat  # noqa: F401  (registers the quantized layers for deserialisation)
+
+    try:
+        return keras.models.load_model(path)
+    except Exception as exc:
+        raise AqError(f"{path} could not be loaded as a Keras model: {exc}") from None
+
+
+@app.command()
+def quantize(model: Path = typer.Argument(..., help="Float Keras model (.keras)."),
+             dataset: str = typer.Option("fashion-mnist", "--dataset", "-d", help="Training data: fashion-mnist or mnist."),
+             weight_bits: int = typer.Option(4, "--weight-bits", help="Bits of conv/dense weights."),
+             activation_bits: int = typer.Option(4, "--activation-bits", help="Bits of activations."),
+             first_last_bits: int = typer.Option(8, "--first-last-bits", help="Bits of the first and last layer's weights."),
+             shift: bool = typer.Option(True, "--shift/--no-shift", help="Learn the activation shift (adaptive) or not (LSQ)."),
+             epochs: int = typer.Option(2, "--epochs", help="Quantization-aware fine-tuning epochs."),
+             limit: Optional[int] = typer.Option(None, "--limit", help="Train on the first N images only (quick runs)."),
+             seed: int = typer.Option(0, "--seed", help="Random seed."),
+             out: Path = typer.Option(Path("qat.keras"), "-o", "--out", help="Where to save the QAT model.")) -> None:
+    """Wrap a float Keras model with learned-scale-and-shift quantizers and fine-tune it (QAT)."""
+    from . import datasets
+    from .pipeline import quantize_example
+
+    float_model = _load_keras(model)
+    x, y = datasets.load(dataset, "train")
+    x, y = x[:limit], y[:limit]
+    qat_model = quantize_example(float_model, x, y, epochs, seed, console, _progress,
+                                 weight_bits=weight_bits, activation_bits=activation_bits,
+                                 first_last_bits=first_last_bits, shift=shift)
+    qat_model.save(out)
+    console.print(f"wrote {out}")
+
+
+@app.command()
+def convert(model: Path = typer.Argument(..., help="A QAT model from `aqedge quantize`, or a float Keras model."),
+            dataset: str = typer.Option("fashion-mnist", "--dataset", "-d", help="Calibration data."),
+            out: Path = typer.Option(Path("model.tflite"), "-o", "--out", help="Where to write the .tflite.")) -> None:
+    """Convert a Keras model to a full-integer .tflite (INT4 weights for a 4-bit QAT model)."""
+    from . import datasets
+    from .convert import convert_keras
+
+    keras_model = _load_keras(model)
+    x, _ = datasets.load(dataset, "train")
+    with console.status(f"converting {model}"):
+        out.write_bytes(convert_keras(keras_model, x))
+    console.print(f"wrote {out} ({out.stat().st_size:,} bytes)")
+
+
+@app.command()
+def inspect(model: Path = typer.Argument(..., help="A .tflite model.")) -> None:
+    """Show a .tflite's ops, tensor types and bit widths, weight bytes and arena size."""
+    from .inspect import inspect_model, inspect_table
+
+    console.print(inspect_table(inspect_model(model)))
 
 
 @app.command()
 def build(board: str = typer.Option(..., "--board", "-b", help="Board name or family (e.g. stm32)."),
           model: Path = typer.Option(..., "--model", "-m", help="A full-integer .tflite model."),
-          out: Optional[Path] = typer.Option(None, "-o", "--out", help="Build directory (default build/<board>).")) -> None:
+          out: Optional[Path] = typer.Option(None, "-o", "--out", help="Build directory (default build/<board>, build/<board>-tflm for --runtime tflm)."),
+          runtime: str = typer.Option("aqedge", "--runtime", help="aqedge (default: generated C, compiled here) or tflm (a TFLite Micro project to build in your TFLM tree; not compiled here).")) -> None:
     """Generate C for a .tflite model and cross-compile a firmware image for a board."""
     from .codegen.build import build as build_firmware, default_build_dir
 
     b = _board(board)
+    if runtime == "tflm":
+        from .codegen.tflm import export_tflm
+
+        out_dir = out or Path(f"{default_build_dir(b)}-tflm")
+        with console.status(f"exporting {model} as a TFLite Micro project for {b.name}"):
+            export = export_tflm(model, b, out_dir)
+        console.print(f"[green]wrote[/green] TFLite Micro project {out_dir}: {len(export.ops)} op types "
+                      f"({', '.join(export.ops)}), arena {export.arena_bytes:,} B. Not compiled here "
+                      f"(needs TFLM's sources): see {out_dir / 'README.md'}")
+        return
+    if runtime != "aqedge":
+        raise AqError(f"unknown runtime '{runtime}': use aqedge or tflm")
     out_dir = out or default_build_dir(b)
     with console.status(f"building {model} for {b.name}"):
         info = build_firmware(model, b, out_dir)
@@ -72,16 +156,25 @@ def build(board: str = typer.Option(..., "--board", "-b", help="Board name or fa
 
 @app.command()
 def flash(board: str = typer.Option(..., "--board", "-b", help="Board name or family."),
-          build_dir: Optional[Path] = typer.Argument(None, help="Build directory (default build/<board>).")) -> None:
-    """Flash a built firmware to the board; an emulated board boots in QEMU until Ctrl-C."""
+          build_dir: Optional[Path] = typer.Argument(None, help="Build directory (default build/<board>)."),
+          tool: Optional[str] = typer.Option(None, "--tool", "-t", help="openocd, st-flash, pyocd or qemu (default: the board file's method)."),
+          probe: Optional[str] = typer.Option(None, "--probe", help="Serial number of the debug probe, when several are connected.")) -> None:
+    """Flash a built firmware to the board (openocd / st-flash / pyocd); an emulated board boots in QEMU until Ctrl-C."""
     from .codegen.build import BuildInfo, default_build_dir
-    from .flash import boot_emulated
+    from .flash import boot_emulated, program
 
     b = _board(board)
     d = build_dir or default_build_dir(b)
     info = BuildInfo.load(d)
+    if info.board != b.name:
+        raise AqError(f"{d} was built for {info.board}, not {b.name}")
     if not b.emulated:
-        raise AqError(f"flashing {b.name} with {b.flash_method} is not supported yet")
+        program(b, d, tool, probe, echo=lambda cmd: console.print(f"$ {cmd}", highlight=False, markup=False))
+        console.print(f"[green]flashed[/green] {b.name} (not verified on hardware); measure it with: "
+                      f"aqedge measure --board {b.name} {d} [--port /dev/ttyACM0]")
+        return
+    if tool not in (None, "qemu"):
+        raise AqError(f"{b.name} is emulated: it runs in QEMU, not with {tool}")
     with boot_emulated(b, d / info.elf) as emulated:
         console.print(f"{b.name} running {d / info.elf} in QEMU; serial port: [bold]{emulated.url}[/bold]\n"
                       f"measure it with: aqedge measure --board {b.name} {d} --port {emulated.url}\n"
@@ -123,11 +216,12 @@ def measure(board: str = typer.Option(..., "--board", "-b", help="Board name or 
 def run(board: str = typer.Option("stm32", "--board", "-b", help="Board name or family."),
         out: Path = typer.Option(Path("build/demo"), "-o", "--out", help="Where every stage writes its file."),
         epochs: int = typer.Option(2, "--epochs", help="Float training epochs of the example CNN."),
+        qat_epochs: int = typer.Option(2, "--qat-epochs", help="Quantization-aware fine-tuning epochs."),
         samples: int = typer.Option(500, "--samples", "-n", help="Test images to measure on the board.")) -> None:
     """Run the whole pipeline on the built-in Fashion-MNIST example (trained models are cached)."""
     from .pipeline import run_example
 
-    run_example(_board(board), out, epochs, samples, console, _progress)
+    run_example(_board(board), out, epochs, qat_epochs, samples, console, _progress)
 
 
 def main() -> None:

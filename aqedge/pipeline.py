@@ -1,7 +1,10 @@
 """`aqedge run`: the whole pipeline on the built-in example, each stage's file under one folder.
 
-    out/model.keras -> out/model.tflite -> out/<board>/firmware.elf -> QEMU -> out/metrics.json
+    out/model.keras -> out/qat.keras -> out/model.tflite -> out/<board>/firmware.elf -> QEMU
+    -> out/metrics.json
 
+The example is a small ReLU CNN trained on Fashion-MNIST, then fine-tuned with adaptive W4A4
+quantization (learned scale and shift, 4-bit weights everywhere but the first and last layer).
 A stage whose output already exists is not redone (delete the file to redo it).
 """
 
@@ -16,7 +19,7 @@ from rich.progress import Progress
 from . import datasets, example
 from .boards import Board
 from .codegen.build import build
-from .convert import convert_int8
+from .convert import convert_keras
 from .harness.report import metrics_table, save_metrics
 from .harness.session import metrics, run_session
 
@@ -39,25 +42,49 @@ def keras_progress(progress: Progress, description: str, epochs: int, steps: int
     return _Bar()
 
 
-def run_example(board: Board, out: Path, epochs: int, samples: int, console: Console,
-                make_progress: Callable[[], Progress]) -> dict:
+def quantize_example(float_model, x, y, epochs: int, seed: int, console: Console,
+                     make_progress: Callable[[], Progress], **quantize_kwargs):
+    """Quantize `float_model` (aqedge.qat), calibrate on x, fine-tune `epochs` with a progress bar."""
+    from .train import quantize_and_finetune
+
+    with make_progress() as bar:
+        cb = keras_progress(bar, "quantization-aware training", epochs, -(-len(x) // 64))
+        return quantize_and_finetune(float_model, x, y, epochs, seed=seed, callbacks=[cb],
+                                     **quantize_kwargs)
+
+
+def _cached(path: Path, console: Console):
+    import keras
+
+    from . import qat  # noqa: F401  (registers the quantized layers)
+
+    console.print(f"[dim]using cached {path}[/dim]")
+    return keras.models.load_model(path)
+
+
+def run_example(board: Board, out: Path, epochs: int, qat_epochs: int, samples: int,
+                console: Console, make_progress: Callable[[], Progress]) -> dict:
     out.mkdir(parents=True, exist_ok=True)
-    keras_path, tflite_path = out / "model.keras", out / "model.tflite"
+    keras_path, qat_path, tflite_path = out / "model.keras", out / "qat.keras", out / "model.tflite"
     x, y = datasets.load("fashion-mnist", "train")
     if keras_path.is_file():
-        import keras
-
-        console.print(f"[dim]train: using cached {keras_path}[/dim]")
-        model = keras.models.load_model(keras_path)
+        model = _cached(keras_path, console)
     else:
         with make_progress() as bar:
             cb = keras_progress(bar, "train float CNN (Fashion-MNIST)", epochs, -(-len(x) // 64))
             model = example.train_float(x, y, epochs=epochs, seed=0, callbacks=[cb])
         model.save(keras_path)
         console.print(f"train: wrote {keras_path}")
+    if qat_path.is_file():
+        qat_model = _cached(qat_path, console)
+    else:
+        qat_model = quantize_example(model, x, y, qat_epochs, 0, console, make_progress,
+                                     weight_bits=4, activation_bits=4, first_last_bits=8)
+        qat_model.save(qat_path)
+        console.print(f"quantize: wrote {qat_path} (adaptive W4A4)")
     if not tflite_path.is_file():
-        with console.status("convert: full-integer TFLite"):
-            tflite_path.write_bytes(convert_int8(model, x))
+        with console.status("convert: INT4 weights, int8 activations"):
+            tflite_path.write_bytes(convert_keras(qat_model, x))
         console.print(f"convert: wrote {tflite_path} ({tflite_path.stat().st_size:,} bytes)")
     build_dir = out / board.name
     with console.status(f"build: C for {board.name}"):

@@ -54,3 +54,37 @@ def test_mlperf_tiny_on_emulated_stm32_random_inputs(model, tmp_path):
     assert m["device_matches_reference"] == 1.0 and m["samples"] == 20 and not m["failed_samples"]
     assert m["accuracy"] is None
     assert np.isfinite(m["latency"]["median"])
+
+
+def test_w4a4_through_the_cli_on_emulated_stm32(tmp_path):
+    """quantize -> convert -> inspect -> build -> measure: an adaptive W4A4 model (INT4 weights,
+    4-bit activations) bit-exact on the device."""
+    import keras
+
+    import aqedge.qat  # noqa: F401  (registers the quantized layers for load_model)
+    from aqedge import datasets, example
+
+    x, y = datasets.load("fashion-mnist", "train")
+    example.train_float(x[:3000], y[:3000], epochs=1, seed=0).save(tmp_path / "float.keras")
+
+    def cli(*args):
+        result = subprocess.run([sys.executable, "-m", "aqedge.cli", *map(str, args)],
+                                capture_output=True, text=True, cwd=tmp_path)
+        assert result.returncode == 0, result.stderr[-3000:]
+        return result.stdout
+
+    out = cli("quantize", "float.keras", "--epochs", "1", "--limit", "2000", "--first-last-bits", "4",
+              "-o", "qat.keras")
+    assert "epoch 1/1" in out
+    assert isinstance(keras.models.load_model(tmp_path / "qat.keras"), keras.Model)
+    cli("convert", "qat.keras", "-o", "w4a4.tflite")
+    shown = cli("inspect", "w4a4.tflite")
+    assert "int4" in shown and "TFLite Micro arena bytes" in shown
+    cli("build", "--board", "stm32", "--model", "w4a4.tflite", "-o", "fw")
+    model_c = (tmp_path / "fw" / "model.c").read_text()
+    assert "aq_conv_s4(" in model_c and "aq_fully_connected_s4(" in model_c
+    assert "folded into the producer's output clamp" in model_c
+    cli("measure", "--board", "stm32", "fw", "--samples", "50", "-o", "metrics.json")
+    m = json.loads((tmp_path / "metrics.json").read_text())
+    assert m["device_matches_reference"] == 1.0 and m["samples"] == 50
+    assert m["accuracy"] == m["reference_accuracy"] > 0.5

@@ -58,7 +58,7 @@ class ModelWriter:
         t = s.TensorT()
         t.shape = list(shape)
         t.type = {"int8": s.TensorType.INT8, "int32": s.TensorType.INT32,
-                  "float32": s.TensorType.FLOAT32}[dtype]
+                  "float32": s.TensorType.FLOAT32, "int4": s.TensorType.INT4}[dtype]
         t.name = f"t{len(self.tensors)}"
         t.buffer = 0
         if scale is not None:
@@ -71,8 +71,13 @@ class ModelWriter:
             t.quantization = q
         if data is not None:
             b = s.BufferT()
-            arr = np.ascontiguousarray(data, dtype={"int8": np.int8, "int32": np.int32}[dtype])
-            b.data = np.frombuffer(arr.tobytes(), np.uint8)
+            if dtype == "int4":
+                from aqedge.int4 import pack_int4
+
+                b.data = np.frombuffer(pack_int4(data), np.uint8)
+            else:
+                arr = np.ascontiguousarray(data, dtype={"int8": np.int8, "int32": np.int32}[dtype])
+                b.data = np.frombuffer(arr.tobytes(), np.uint8)
             t.buffer = len(self.buffers)
             self.buffers.append(b)
         self.tensors.append(t)
@@ -141,10 +146,12 @@ def _zp(rng):
     return int(rng.integers(-128, 128))
 
 
-def _weights(rng, shape, channels_axis, per_channel):
+def _weights(rng, shape, channels_axis, per_channel, int4=False):
     n = shape[channels_axis] if per_channel else 1
     scales = np.array([_log_uniform(rng, 1e-3, 3e-2) for _ in range(n)], np.float32)
-    w = rng.integers(-127, 128, shape).astype(np.int8)
+    if int4:  # narrow-range 4-bit weights, stored packed as TensorType INT4
+        scales *= 16
+    w = rng.integers(-7, 8, shape).astype(np.int8) if int4 else rng.integers(-127, 128, shape).astype(np.int8)
     if rng.random() < 0.2:  # sparse-ish weights: many zeros
         w[rng.random(shape) < 0.6] = 0
     return w, scales
@@ -197,16 +204,16 @@ def _spatial(rng, spec, max_k=5, dilation=True):
     return 1, 1, 1, 1, 1, 1, 1, h, w
 
 
-def b_conv(m: ModelWriter, x: int, spec: Spec, rng) -> tuple[int, str]:
+def b_conv(m: ModelWriter, x: int, spec: Spec, rng, int4: bool = False) -> tuple[int, str]:
     _, h, w, c = spec.shape
     kh, kw, sh, sw, dh, dw, padding, oh, ow = _spatial(rng, spec)
     oc = int(rng.integers(1, 9))
     per_channel = rng.random() < 0.8
-    wt, ws = _weights(rng, (oc, kh, kw, c), 0, per_channel)
+    wt, ws = _weights(rng, (oc, kh, kw, c), 0, per_channel, int4)
     fan_in = kh * kw * c
     osc, ozp = _mac_output_quant(rng, spec.scale, ws, fan_in)
     bias = _bias(rng, spec.scale, ws, oc, fan_in)
-    wi = m.tensor(wt.shape, "int8", ws, np.zeros(len(ws), int), wt, qdim=0)
+    wi = m.tensor(wt.shape, "int4" if int4 else "int8", ws, np.zeros(len(ws), int), wt, qdim=0)
     ins = [x, wi]
     if bias is not None:
         bscale = (np.float32(spec.scale) * ws).astype(np.float32)
@@ -222,19 +229,19 @@ def b_conv(m: ModelWriter, x: int, spec: Spec, rng) -> tuple[int, str]:
                f"{c}->{oc} act{act} {'pc' if per_channel else 'pt'}")
 
 
-def b_depthwise(m, x, spec, rng):
+def b_depthwise(m, x, spec, rng, int4=False):
     _, h, w, c = spec.shape
     kh, kw, sh, sw, dh, dw, padding, oh, ow = _spatial(rng, spec)
     dm = int(rng.integers(1, 4))
     oc = c * dm
     per_channel = rng.random() < 0.8
-    wt, ws = _weights(rng, (1, kh, kw, oc), 3, per_channel)
+    wt, ws = _weights(rng, (1, kh, kw, oc), 3, per_channel, int4)
     osc, ozp = _mac_output_quant(rng, spec.scale, ws, kh * kw)
     # TFLite Micro's DEPTHWISE_CONV_2D crashes without a bias tensor: always give one.
     bias = _bias(rng, spec.scale, ws, oc, kh * kw)
     if bias is None:
         bias = np.zeros(oc, np.int32)
-    wi = m.tensor(wt.shape, "int8", ws, np.zeros(len(ws), int), wt, qdim=3)
+    wi = m.tensor(wt.shape, "int4" if int4 else "int8", ws, np.zeros(len(ws), int), wt, qdim=3)
     ins = [x, wi]
     if bias is not None:
         bscale = (np.float32(spec.scale) * ws).astype(np.float32)
@@ -250,16 +257,16 @@ def b_depthwise(m, x, spec, rng):
     return y, f"depthwise {kh}x{kw} s{sh}x{sw} d{dh}x{dw} {'SAME' if padding == 0 else 'VALID'} x{dm} act{act}"
 
 
-def b_fully_connected(m, x, spec, rng):
+def b_fully_connected(m, x, spec, rng, int4=False):
     size = int(np.prod(spec.shape))
     depth = spec.shape[-1] if rng.random() < 0.5 else size
     batches = size // depth
     out = int(rng.integers(1, 17))
-    per_channel = rng.random() < 0.3
-    wt, ws = _weights(rng, (out, depth), 0, per_channel)
+    per_channel = rng.random() < 0.3 and not int4  # TFLite Micro: INT4 FC is per-tensor only
+    wt, ws = _weights(rng, (out, depth), 0, per_channel, int4)
     osc, ozp = _mac_output_quant(rng, spec.scale, ws, depth)
     bias = _bias(rng, spec.scale, ws, out, depth)
-    ins = [x, m.tensor(wt.shape, "int8", ws, np.zeros(len(ws), int), wt, qdim=0)]
+    ins = [x, m.tensor(wt.shape, "int4" if int4 else "int8", ws, np.zeros(len(ws), int), wt, qdim=0)]
     if bias is not None:
         bscale = (np.float32(spec.scale) * ws).astype(np.float32)
         ins.append(m.tensor((out,), "int32", bscale, np.zeros(len(bscale), int), bias))
@@ -430,8 +437,26 @@ def b_quantize(m, x, spec, rng):
     return y, f"quantize x{osc / spec.scale:.3g}"
 
 
+def b_clamp(m, x, spec, rng):
+    """A CONV_2D followed by MINIMUM and/or MAXIMUM against constant scalars: the clamp the
+    converter emits around 4-bit activations, folded into the conv's output clamp."""
+    y, what = b_conv(m, x, spec, rng, int4=bool(rng.random() < 0.5))
+    q = m.tensors[y].quantization
+    for name in rng.permutation(["MINIMUM", "MAXIMUM"])[:int(rng.integers(1, 3))]:
+        c = m.tensor((), "int8", q.scale[0], q.zeroPoint[0], np.array(rng.integers(-128, 128), np.int8))
+        z = m.tensor(m.shapes[y], "int8", q.scale[0], q.zeroPoint[0])
+        m.op(str(name), [y, c] if rng.random() < 0.7 else [c, y], [z])
+        what += f" {str(name).lower()}"
+        y = z
+    return y, what
+
+
 BUILDERS = {
     "CONV_2D": b_conv, "DEPTHWISE_CONV_2D": b_depthwise, "FULLY_CONNECTED": b_fully_connected,
+    "CONV_2D_INT4": lambda m, x, spec, rng: b_conv(m, x, spec, rng, int4=True),
+    "DEPTHWISE_CONV_2D_INT4": lambda m, x, spec, rng: b_depthwise(m, x, spec, rng, int4=True),
+    "FULLY_CONNECTED_INT4": lambda m, x, spec, rng: b_fully_connected(m, x, spec, rng, int4=True),
+    "MINIMUM_MAXIMUM": b_clamp,
     "ADD": b_add, "MUL": b_mul, "AVERAGE_POOL_2D": b_avg_pool, "MAX_POOL_2D": b_max_pool,
     "SOFTMAX": b_softmax, "MEAN": b_mean, "PAD": b_pad, "CONCATENATION": b_concatenation,
     "LOGISTIC": b_logistic, "HARD_SWISH": b_hard_swish, "QUANTIZE": b_quantize,

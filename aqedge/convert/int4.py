@@ -1,0 +1,266 @@
+"""QAT model → `.tflite` with packed INT4 weights and int8 activations; `inspect_tflite`.
+
+`convert_qat` switches every quantizer of a batch-1 copy of the QAT model to its export graph
+(plain fake-quant ops, see `aqedge.qat.quantizers`) and runs the standard TFLite converter, which
+emits `TensorType.INT4` (17) filters for CONV_2D / DEPTHWISE_CONV_2D / FULLY_CONNECTED and int8
+activations whose scale / zero point are the learned `s` / `−β/s`. The result is checked: no float
+tensor may remain, and every 4-bit weight must have come out as INT4.
+
+INT4 layout (ARCHITECTURE.md, contract): two values per byte, element 2i in the low nibble, 2i+1
+in the high nibble, two's complement; an odd count ends in a low nibble (`pack_int4`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import AqError
+
+INT4 = 17
+_WEIGHT_OPS = {"CONV_2D": 1, "DEPTHWISE_CONV_2D": 1, "FULLY_CONNECTED": 1}
+
+
+def _schema():
+    try:
+        from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as s
+    except ImportError:   # pragma: no cover - tflite-micro is a dependency
+        from tensorflow.lite.python import schema_py_generated as s
+    return s
+
+
+# -- INT4 packing: the shared implementation (aqedge/int4.py), re-exported here ----------------
+from ..int4 import pack_int4, unpack_int4  # noqa: E402
+
+
+# -- conversion -------------------------------------------------------------------------------
+def _export_copy(qat_model):
+    """A batch-1 copy of `qat_model` whose quantizers use the export graph."""
+    from ..qat.layers import iter_quantizers
+    from ..train import with_batch_size
+
+    if len(qat_model.inputs) != 1:
+        raise AqError(f"model '{qat_model.name}' has {len(qat_model.inputs)} inputs; "
+                      "convert_qat supports one")
+    model = with_batch_size(qat_model, 1)
+    quantizers = list(iter_quantizers(model))
+    if not quantizers:
+        raise AqError(f"model '{qat_model.name}' has no quantizers: run aqedge.qat.quantize_model "
+                      "(aqedge quantize) first, or use convert_int8 for a float model")
+    for q in quantizers:
+        q.set_export(True)
+    return model
+
+
+def _input_range(qat_model):
+    from ..qat.layers import iter_quantizers
+    from ..qat.quantizers import ActivationQuantizer
+
+    for q in iter_quantizers(qat_model):
+        if isinstance(q, ActivationQuantizer):
+            s, zp, cmin, cmax = q.quant_params()
+            return (cmin - zp) * s, (cmax - zp) * s
+    return 0.0, 1.0
+
+
+def convert_qat(qat_model, representative: np.ndarray | None = None, samples: int = 100) -> bytes:
+    """Convert a QAT model (from `aqedge.qat.quantize_model`) to an INT4/int8 `.tflite`.
+
+    Input and output are int8, the batch is fixed to 1. Every tensor's range comes from the
+    learned quantizers; `representative` (float inputs) only feeds the converter's calibration
+    step, which the fake-quant ranges override (random inputs in the learned input range are
+    used if omitted). Raises `AqError` if a float tensor is left or a 4-bit weight is not INT4.
+    """
+    import tensorflow as tf
+
+    model = _export_copy(qat_model)
+    shape = tuple(model.inputs[0].shape[1:])
+    if representative is None:
+        lo, hi = _input_range(qat_model)
+        representative = np.random.default_rng(0).uniform(lo, hi, (samples, *shape))
+
+    def dataset():
+        for x in np.asarray(representative[:samples], np.float32):
+            yield [x[None]]
+
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = dataset
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.inference_input_type = tf.int8
+    converter.inference_output_type = tf.int8
+    # TFLite Micro refuses per-channel INT4 FULLY_CONNECTED (NOTES.md)
+    converter._experimental_disable_per_channel_quantization_for_dense_layers = True
+    try:
+        buf = converter.convert()
+    except Exception as e:   # the converter's own message names the op
+        raise AqError(f"TFLite conversion of '{qat_model.name}' failed: {e}") from e
+    _check(buf, qat_model)
+    return bytes(buf)
+
+
+def _check(buf: bytes, qat_model) -> None:
+    from ..qat.layers import _QuantCompute
+
+    info = inspect_tflite(buf)
+    floats = [t for t in info["tensors"] if t["type"] in ("FLOAT32", "FLOAT16")]
+    if floats:
+        t = floats[0]
+        raise AqError(f"converted '{qat_model.name}' still has {len(floats)} float tensor(s), "
+                      f"e.g. '{t['name']}' (ops {t['consumers'] or t['producers']}): a layer "
+                      "without an activation quantizer; please report it")
+    want4 = sorted(ly.name for ly in qat_model.layers
+                   if isinstance(ly, _QuantCompute) and ly.weight_bits == 4)
+    got4 = sum(1 for op in info["ops"] if op.get("weight_type") == "INT4")
+    if got4 != len(want4):
+        raise AqError(f"converted '{qat_model.name}' has {got4} INT4 weight tensors, expected "
+                      f"{len(want4)} ({', '.join(want4)})")
+
+
+# -- inspect ----------------------------------------------------------------------------------
+_BITS = {"INT4": 4, "INT8": 8, "UINT8": 8, "INT16": 16, "INT32": 32, "INT64": 64,
+         "FLOAT16": 16, "FLOAT32": 32, "BOOL": 8}
+
+
+def inspect_tflite(buf: bytes, arena: bool = False) -> dict:
+    """Describe a `.tflite`: ops, tensors (type, bits, shape, quantization), weight bytes.
+
+    Returns `{"ops": [...], "tensors": [...], "inputs", "outputs", "weight_bytes",
+    "int4_weight_bytes", "int8_weight_bytes", "bias_bytes", "constant_bytes", "activation_bits"}`
+    where `weight_bytes` counts the stored bytes of the filters and biases of CONV_2D /
+    DEPTHWISE_CONV_2D / FULLY_CONNECTED (INT4 packed). `arena=True` adds `arena_bytes` as TFLite
+    Micro allocates it (loads the interpreter).
+    """
+    s = _schema()
+    model = s.ModelT.InitFromPackedBuf(bytearray(buf), 0)
+    type_names = {v: k for k, v in vars(s.TensorType).items() if not k.startswith("_")}
+    op_names = {v: k for k, v in vars(s.BuiltinOperator).items() if not k.startswith("_")}
+    if len(model.subgraphs) != 1:
+        raise AqError(f"the model has {len(model.subgraphs)} subgraphs; aqedge handles one")
+    g = model.subgraphs[0]
+
+    def name(x):
+        return x.decode() if isinstance(x, bytes) else str(x)
+
+    tensors = []
+    for i, t in enumerate(g.tensors):
+        buffer = model.buffers[t.buffer] if t.buffer < len(model.buffers) else None
+        nbytes = len(buffer.data) if buffer is not None and buffer.data is not None else 0
+        if nbytes == 0 and buffer is not None and getattr(buffer, "size", 0):
+            nbytes = int(buffer.size)   # data stored outside the flatbuffer
+        q = t.quantization
+        tname = type_names.get(t.type, str(t.type))
+        entry = dict(index=i, name=name(t.name), type=tname, bits=_BITS.get(tname),
+                     shape=[int(d) for d in (t.shape if t.shape is not None else [])],
+                     constant=nbytes > 0, bytes=nbytes, producers=[], consumers=[])
+        if q is not None and q.scale is not None and len(q.scale):
+            entry["scale"] = [float(v) for v in q.scale]
+            entry["zero_point"] = [int(v) for v in q.zeroPoint]
+            entry["quantized_dimension"] = int(q.quantizedDimension)
+        tensors.append(entry)
+
+    ops, weight_bytes, w4, w8, bias = [], 0, 0, 0, 0
+    for k, op in enumerate(g.operators):
+        code = model.operatorCodes[op.opcodeIndex]
+        opname = op_names.get(max(code.builtinCode, code.deprecatedBuiltinCode), "?")
+        ins = [int(i) for i in (op.inputs if op.inputs is not None else [])]
+        outs = [int(i) for i in (op.outputs if op.outputs is not None else [])]
+        entry = dict(index=k, op=opname, version=int(code.version), inputs=ins, outputs=outs)
+        for i in ins:
+            if i >= 0:
+                tensors[i]["consumers"].append(f"{opname}#{k}")
+        for i in outs:
+            tensors[i]["producers"].append(f"{opname}#{k}")
+        if opname in _WEIGHT_OPS and len(ins) > 1:
+            w = tensors[ins[1]]
+            entry["weight_type"], entry["weight_bytes"] = w["type"], w["bytes"]
+            weight_bytes += w["bytes"]
+            if w["type"] == "INT4":
+                w4 += w["bytes"]
+            else:
+                w8 += w["bytes"]
+            if len(ins) > 2 and ins[2] >= 0:
+                bias += tensors[ins[2]]["bytes"]
+                weight_bytes += tensors[ins[2]]["bytes"]
+        ops.append(entry)
+
+    _activation_ranges(g, ops, tensors, model)
+    info = dict(ops=ops, tensors=tensors, inputs=[int(i) for i in g.inputs],
+                outputs=[int(i) for i in g.outputs], weight_bytes=weight_bytes,
+                int4_weight_bytes=w4, int8_weight_bytes=w8, bias_bytes=bias,
+                constant_bytes=sum(t["bytes"] for t in tensors))
+    if arena:
+        info["arena_bytes"] = tflm_arena_bytes(buf)
+    return info
+
+
+_SAME_RANGE = ("MAX_POOL_2D", "RESHAPE", "SQUEEZE", "EXPAND_DIMS")
+
+
+def _activation_ranges(g, ops, tensors, model):
+    """Annotate int8 activation tensors with the code range they can hold (`code_range`) and
+    the bit width that range needs (`value_bits`): 4 for the 16-level tensors of a W4A4 model
+    (their storage stays int8: `bits` is 8)."""
+    def const_code(i):
+        t = tensors[i]
+        buf = model.buffers[g.tensors[i].buffer].data
+        if t["type"] != "INT8" or buf is None or len(buf) != 1:
+            return None
+        return int(np.frombuffer(bytes(buf), np.int8)[0])
+
+    rng = {}
+    for i in list(g.inputs):
+        rng[int(i)] = (-128, 127)
+    for op, raw in zip(ops, g.operators):
+        if not op["outputs"]:
+            continue
+        o = op["outputs"][0]
+        t = tensors[o]
+        if t["type"] != "INT8" or "scale" not in t:
+            continue
+        lo, hi = -128, 127
+        ins = [i for i in op["inputs"] if i >= 0]
+        if op["op"] in ("MINIMUM", "MAXIMUM") and len(ins) == 2:
+            c = const_code(ins[1])
+            lo, hi = rng.get(ins[0], (-128, 127))
+            if c is not None:
+                lo, hi = (lo, min(hi, c)) if op["op"] == "MINIMUM" else (max(lo, c), hi)
+        elif op["op"] in _SAME_RANGE and ins:
+            lo, hi = rng.get(ins[0], (-128, 127))
+        elif op["op"] == "PAD" and ins:
+            lo, hi = rng.get(ins[0], (-128, 127))
+            lo, hi = min(lo, t["zero_point"][0]), max(hi, t["zero_point"][0])
+        elif op["op"] in ("RELU", "RELU6"):
+            lo = t["zero_point"][0]
+        act = getattr(raw.builtinOptions, "fusedActivationFunction", 0) if raw.builtinOptions \
+            is not None else 0
+        if act in (1, 3):   # RELU, RELU6
+            lo = max(lo, t["zero_point"][0])
+        if act == 3:
+            hi = min(hi, t["zero_point"][0] + int(np.floor(6.0 / t["scale"][0] + 0.5)))
+        rng[o] = (lo, hi)
+    for i, (lo, hi) in rng.items():
+        tensors[i]["code_range"] = [lo, hi]
+        tensors[i]["value_bits"] = max(1, int(np.ceil(np.log2(max(hi - lo + 1, 2)))))
+
+
+_ARENA_SCRIPT = """
+import sys
+from tflite_micro import runtime
+it = runtime.Interpreter.from_bytes(sys.stdin.buffer.read(), arena_size=int(sys.argv[1]))
+it.print_allocations()
+"""
+
+
+def tflm_arena_bytes(buf: bytes, arena_size: int = 1 << 22) -> int | None:
+    """Arena bytes TFLite Micro allocates for `buf` (None if it cannot load the model).
+
+    TFLM reports it only by printing through its own C stdio, so this runs in a subprocess.
+    """
+    import re
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-c", _ARENA_SCRIPT, str(arena_size)], input=bytes(buf),
+                       capture_output=True, timeout=120)
+    m = re.search(rb"Arena allocation total (\d+) bytes", r.stdout + r.stderr)
+    return int(m.group(1)) if m else None

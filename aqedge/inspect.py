@@ -1,0 +1,65 @@
+"""`aqedge inspect`: what a .tflite holds and what it costs on a board — ops, tensor types and
+bit widths, (packed) weight bytes, the aqedge arena and TFLite Micro's."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.console import Group
+from rich.table import Table
+
+from .codegen.graph import read_tflite
+from .codegen.lower import lower
+from .codegen.plan import plan_memory
+from .convert import inspect_tflite
+from .convert.int4 import tflm_arena_bytes
+from .errors import AqError
+
+
+def inspect_model(path: Path) -> dict:
+    """inspect_tflite's description plus `aqedge_arena_bytes` (None and `unsupported` when the
+    runtime cannot run the model) and `tflm_arena_bytes`."""
+    graph = read_tflite(path)  # validates the file and names it in errors
+    data = path.read_bytes()
+    info = inspect_tflite(data)
+    info["model"] = path.name
+    info["file_bytes"] = len(data)
+    try:
+        info["aqedge_arena_bytes"] = plan_memory(graph, lower(graph, path.name)).arena_bytes
+        info["unsupported"] = None
+    except AqError as exc:
+        info["aqedge_arena_bytes"] = None
+        info["unsupported"] = str(exc)
+    info["tflm_arena_bytes"] = tflm_arena_bytes(data)
+    return info
+
+
+def inspect_table(info: dict) -> Group:
+    tensors = info["tensors"]
+
+    def describe(index: int) -> str:
+        t = tensors[index]
+        bits = f"{t['bits']}b" if t.get("bits") and t["type"] == "INT8" and not t["constant"] else ""
+        return f"{t['type'].lower()}{'·' + bits if bits and t['bits'] != 8 else ''}{list(t['shape'])}"
+
+    ops = Table(title=f"{info['model']}: {len(info['ops'])} ops", header_style="bold")
+    for col in ("#", "op", "input", "weights", "output"):
+        ops.add_column(col)
+    for op in info["ops"]:
+        ins = [i for i in op["inputs"] if i >= 0]
+        weights = f"{op['weight_type'].lower()} {op['weight_bytes']:,} B" if "weight_type" in op else ""
+        ops.add_row(str(op["index"]), f"{op['op']} v{op['version']}", describe(ins[0]) if ins else "",
+                    weights, ", ".join(describe(o) for o in op["outputs"]))
+    summary = Table(show_header=False)
+    summary.add_column("what")
+    summary.add_column("value", justify="right")
+    summary.add_row("file bytes", f"{info['file_bytes']:,}")
+    summary.add_row("weight bytes (filters + biases)", f"{info['weight_bytes']:,}")
+    summary.add_row("  INT4 packed / int8 filters / int32 biases",
+                    f"{info['int4_weight_bytes']:,} / {info['int8_weight_bytes']:,} / {info['bias_bytes']:,}")
+    summary.add_row("aqedge arena bytes", "—" if info["aqedge_arena_bytes"] is None else f"{info['aqedge_arena_bytes']:,}")
+    summary.add_row("TFLite Micro arena bytes", "—" if info["tflm_arena_bytes"] is None else f"{info['tflm_arena_bytes']:,}")
+    parts = [ops, summary]
+    if info["unsupported"]:
+        parts.append(f"[yellow]the aqedge runtime cannot run this model:[/yellow] {info['unsupported']}")
+    return Group(*parts)

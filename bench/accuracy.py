@@ -1,0 +1,212 @@
+"""Accuracy benchmark: FP32 / PTQ INT8 / PTQ W4A8 / LSQ W4A4 / adaptive W4A4, measured on .tflite.
+
+    .venv/bin/python bench/accuracy.py                       # the full run (hours on 2 cores)
+    .venv/bin/python bench/accuracy.py --datasets fashion-mnist --archs relu_cnn --seeds 0 \\
+        --float-epochs 1 --qat-epochs 1 --train-samples 6000 --out-dir /tmp/acc   # smoke run
+
+Per (dataset, arch, seed): a float model is trained `--float-epochs`; the QAT rows quantize it
+and fine-tune `--qat-epochs` (same budget and seed for LSQ and adaptive); the FP32 row is that
+float model trained `--qat-epochs` more (the whole budget), and the PTQ rows quantize the FP32
+model without training. Every accuracy is measured by the LiteRT interpreter running the
+converted `.tflite` on the test set, never by Keras. Writes `accuracy.json` (a list of rows
+`{dataset, arch, variant, seed, accuracy, weight_bytes}`) and `accuracy.md` to `--out-dir`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+VARIANTS = ("fp32", "ptq_int8", "ptq_w4a8", "lsq_w4a4", "adaptive_w4a4")
+ARCHS = ("relu_cnn", "swish_mbv2")
+LABELS = {"fp32": "FP32", "ptq_int8": "PTQ INT8", "ptq_w4a8": "PTQ W4A8",
+          "lsq_w4a4": "QAT W4A4 LSQ (learned scale, no shift)",
+          "adaptive_w4a4": "QAT W4A4 adaptive (learned scale + shift)"}
+
+
+def swish_mbv2():
+    """A small MobileNetV2-style CNN: inverted residuals with Swish, hard-swish and ReLU6."""
+    import keras
+    from keras import layers as L
+
+    def conv_bn(x, filters, kernel, strides, act, name):
+        x = L.Conv2D(filters, kernel, strides=strides, padding="same", use_bias=False,
+                     name=name)(x)
+        x = L.BatchNormalization(momentum=0.9, name=f"{name}_bn")(x)
+        return L.Activation(act, name=f"{name}_{act}")(x) if act else x
+
+    def block(x, expand, out, strides, act, name):
+        inp = x
+        x = conv_bn(x, expand, 1, 1, act, f"{name}_expand")
+        x = L.DepthwiseConv2D(3, strides=strides, padding="same", use_bias=False,
+                              name=f"{name}_dw")(x)
+        x = L.BatchNormalization(momentum=0.9, name=f"{name}_dw_bn")(x)
+        x = L.Activation(act, name=f"{name}_dw_{act}")(x)
+        x = conv_bn(x, out, 1, 1, None, f"{name}_project")
+        if strides == 1 and inp.shape[-1] == out:
+            x = L.Add(name=f"{name}_add")([inp, x])
+        return x
+
+    inputs = keras.Input((28, 28, 1), name="image")
+    x = conv_bn(inputs, 16, 3, 2, "hard_swish", "stem")              # 14x14
+    x = block(x, 32, 16, 1, "swish", "b1")
+    x = block(x, 48, 24, 2, "relu6", "b2")                           # 7x7
+    x = block(x, 72, 24, 1, "swish", "b3")
+    x = block(x, 72, 24, 1, "hard_swish", "b4")
+    x = conv_bn(x, 64, 1, 1, "swish", "head")
+    x = L.GlobalAveragePooling2D(name="pool")(x)
+    x = L.Dense(10, name="logits")(x)
+    outputs = L.Softmax(name="softmax")(x)
+    return keras.Model(inputs, outputs, name="swish_mbv2")
+
+
+def relu_cnn():
+    from aqedge.example import build_cnn
+    from aqedge.train import with_batch_size
+
+    return with_batch_size(build_cnn(), None)   # the demo's CNN, free batch for training
+
+
+def tflite_accuracy(buf: bytes, x: np.ndarray, y: np.ndarray) -> float:
+    """Top-1 accuracy of a .tflite (int8 or float input) run by the LiteRT interpreter."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    it = Interpreter(model_content=buf)
+    it.allocate_tensors()
+    inp, out = it.get_input_details()[0], it.get_output_details()[0]
+    if inp["dtype"] == np.int8:
+        s, zp = inp["quantization"]
+        xs = np.clip(np.round(x / s + zp), -128, 127).astype(np.int8)
+    else:
+        xs = x.astype(np.float32)
+    pred = np.empty(len(x), np.int64)
+    for i in range(len(x)):
+        it.set_tensor(inp["index"], xs[i:i + 1])
+        it.invoke()
+        pred[i] = int(np.argmax(it.get_tensor(out["index"])[0]))
+    return float(np.mean(pred == y))
+
+
+def run_one(dataset, arch, seed, args, log):
+    import keras
+    import tensorflow as tf
+
+    from aqedge import datasets
+    from aqedge.convert import convert_int8, convert_qat, inspect_tflite
+    from aqedge.qat import calibrate, quantize_model
+    from aqedge.train import fit, quantize_and_finetune, with_batch_size
+
+    x, y = datasets.load(dataset, "train")
+    xt, yt = datasets.load(dataset, "test")
+    if args.train_samples:
+        x, y = x[:args.train_samples], y[:args.train_samples]
+    if args.test_samples:
+        xt, yt = xt[:args.test_samples], yt[:args.test_samples]
+    build = {"relu_cnn": relu_cnn, "swish_mbv2": swish_mbv2}[arch]
+    rows = []
+
+    def record(variant, buf):
+        acc = tflite_accuracy(buf, xt, yt)
+        wb = inspect_tflite(buf)["weight_bytes"]
+        rows.append(dict(dataset=dataset, arch=arch, variant=variant, seed=seed,
+                         accuracy=acc, weight_bytes=wb))
+        log(f"{dataset} {arch} seed {seed} {variant:14s} acc {acc:.4f}  weights {wb} B")
+
+    t0 = time.time()
+    keras.utils.set_random_seed(seed)
+    base = fit(build(), x, y, args.float_epochs, lr=args.float_lr, seed=seed)
+    log(f"  float pre-training {args.float_epochs} epochs: {time.time() - t0:.0f} s")
+    rep = x[:args.calibration_samples]
+    qkw = dict(first_last_bits=args.first_last_bits)
+    want = set(args.variants)
+
+    if want & {"lsq_w4a4", "adaptive_w4a4"}:
+        for variant, shift in (("lsq_w4a4", False), ("adaptive_w4a4", True)):
+            if variant not in want:
+                continue
+            t1 = time.time()
+            qat = quantize_and_finetune(base, x, y, args.qat_epochs, lr=args.qat_lr, seed=seed,
+                                        calibration_samples=args.calibration_samples,
+                                        shift=shift, **qkw)
+            log(f"  {variant} fine-tuning {args.qat_epochs} epochs: {time.time() - t1:.0f} s")
+            record(variant, convert_qat(qat, rep))
+
+    if want & {"fp32", "ptq_int8", "ptq_w4a8"}:
+        fp32 = with_batch_size(base, None)       # a copy: base stays the QAT starting point
+        fit(fp32, x, y, args.qat_epochs, lr=args.qat_lr, seed=seed)   # the whole budget
+        export = with_batch_size(fp32, 1)
+        if "fp32" in want:
+            record("fp32", tf.lite.TFLiteConverter.from_keras_model(export).convert())
+        if "ptq_int8" in want:
+            record("ptq_int8", convert_int8(export, rep, samples=len(rep)))
+        if "ptq_w4a8" in want:
+            ptq = quantize_model(fp32, weight_bits=4, activation_bits=8, **qkw)
+            calibrate(ptq, rep, batches=max(1, len(rep) // 64))
+            record("ptq_w4a8", convert_qat(ptq, rep))
+    return rows
+
+
+def markdown(rows) -> str:
+    lines = []
+    groups = sorted({(r["dataset"], r["arch"]) for r in rows})
+    for dataset, arch in groups:
+        sel = [r for r in rows if r["dataset"] == dataset and r["arch"] == arch]
+        lines += [f"### {dataset} · {arch}", "",
+                  "| variant | accuracy (%) | seeds | weight bytes |", "|---|---:|---:|---:|"]
+        for v in VARIANTS:
+            vs = [r for r in sel if r["variant"] == v]
+            if not vs:
+                continue
+            acc = np.array([r["accuracy"] for r in vs]) * 100
+            txt = f"{acc.mean():.2f} ± {acc.std():.2f}" if len(acc) > 1 else f"{acc[0]:.2f}"
+            lines.append(f"| {LABELS[v]} | {txt} | {len(vs)} | {vs[0]['weight_bytes']:,} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--datasets", nargs="+", default=["fashion-mnist", "mnist"])
+    p.add_argument("--archs", nargs="+", default=list(ARCHS), choices=ARCHS)
+    p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    p.add_argument("--float-epochs", type=int, default=6)
+    p.add_argument("--qat-epochs", type=int, default=3)
+    p.add_argument("--float-lr", type=float, default=2e-3)
+    p.add_argument("--qat-lr", type=float, default=5e-4)
+    p.add_argument("--first-last-bits", type=int, default=8)
+    p.add_argument("--calibration-samples", type=int, default=512)
+    p.add_argument("--train-samples", type=int, default=0, help="0 = the whole training set")
+    p.add_argument("--test-samples", type=int, default=0, help="0 = the whole 10k test set")
+    p.add_argument("--out-dir", type=Path, default=Path(__file__).resolve().parent / "results")
+    args = p.parse_args(argv)
+
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    rows = []
+    jpath, mpath = args.out_dir / "accuracy.json", args.out_dir / "accuracy.md"
+
+    def log(msg):
+        print(msg, flush=True)
+
+    for dataset in args.datasets:
+        for arch in args.archs:
+            for seed in args.seeds:
+                rows += run_one(dataset, arch, seed, args, log)
+                jpath.write_text(json.dumps(rows, indent=1) + "\n")   # keep partial results
+    header = (f"Accuracy measured by the TFLite interpreter on the converted .tflite "
+              f"({args.float_epochs} float + {args.qat_epochs} QAT epochs; FP32 trained "
+              f"{args.float_epochs + args.qat_epochs}; first/last layers "
+              f"{args.first_last_bits}-bit).\n\n")
+    mpath.write_text(header + markdown(rows))
+    print(mpath.read_text())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,315 @@
+"""QAT model -> INT4 .tflite: packing, fidelity to the Keras fake-quant model, save/load,
+MirroredStrategy training, errors for layers that cannot be quantized."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+keras = pytest.importorskip("keras")
+
+from aqedge.convert import (convert_int8, convert_qat, inspect_tflite, pack_int4,  # noqa: E402
+                            unpack_int4)
+from aqedge.errors import AqError  # noqa: E402
+from aqedge.qat import calibrate, quantize_model  # noqa: E402
+
+L = keras.layers
+N_TEST = 1000   # test images run through both interpreters
+
+
+def relu_cnn(batch_size=None):
+    inputs = keras.Input((28, 28, 1), batch_size=batch_size, name="image")
+    x = L.Conv2D(8, 3, padding="same", activation="relu")(inputs)
+    x = L.MaxPooling2D(2)(x)
+    x = L.Conv2D(16, 3, padding="same", use_bias=False)(x)
+    x = L.BatchNormalization()(x)
+    x = L.ReLU()(x)
+    x = L.MaxPooling2D(2)(x)
+    x = L.Flatten()(x)
+    x = L.Dense(32, activation="relu")(x)
+    return keras.Model(inputs, L.Dense(10)(x), name="relu_cnn")
+
+
+def swish_block_net():
+    """Depthwise + Swish + hard-swish + ReLU6 + residual Add: the MobileNetV2 op mix."""
+    inputs = keras.Input((12, 12, 1))
+    x = L.Conv2D(8, 3, strides=2, padding="same", activation="relu6")(inputs)
+    h = L.Conv2D(16, 1)(x)
+    h = L.BatchNormalization()(h)
+    h = L.Activation("swish")(h)
+    h = L.DepthwiseConv2D(3, padding="same", activation="hard_swish")(h)
+    h = L.Conv2D(8, 1)(h)
+    x = L.Add(name="add")([x, h])
+    x = L.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, L.Dense(4)(x), name="swish_net")
+
+
+@pytest.fixture(scope="session")
+def fashion():
+    from aqedge import datasets
+
+    x, y = datasets.load("fashion-mnist", "train")
+    xt, yt = datasets.load("fashion-mnist", "test")
+    return x[:6000], y[:6000], xt[:N_TEST], yt[:N_TEST]
+
+
+@pytest.fixture(scope="session")
+def trained(fashion):
+    """Relu CNN: 1 float epoch, then 2 QAT epochs (~190 steps) of adaptive W4A4."""
+    from aqedge.train import fit, quantize_and_finetune
+
+    x, y, _, _ = fashion
+    fmodel = fit(relu_cnn(), x, y, epochs=1, seed=0)
+    qat = quantize_and_finetune(fmodel, x, y, epochs=2, seed=0)
+    buf = convert_qat(qat, x[:100])
+    return fmodel, qat, buf
+
+
+def _codes(info, which, value):
+    t = info["tensors"][info[which][0]]
+    return np.round(value / t["scale"][0]) + t["zero_point"][0]
+
+
+def _run(buf, xs, interpreter="tflm"):
+    info = inspect_tflite(buf)
+    xin = np.clip(_codes(info, "inputs", xs), -128, 127).astype(np.int8)
+    outs = []
+    if interpreter == "tflm":
+        from tflite_micro import runtime
+
+        it = runtime.Interpreter.from_bytes(buf, arena_size=1 << 20)
+        for x in xin:
+            it.set_input(x[None], 0)
+            it.invoke()
+            outs.append(it.get_output(0).copy())
+    else:
+        from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+        it = Interpreter(model_content=buf, experimental_op_resolver_type=(
+            OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES))
+        it.allocate_tensors()
+        i, o = it.get_input_details()[0]["index"], it.get_output_details()[0]["index"]
+        for x in xin:
+            it.set_tensor(i, x[None])
+            it.invoke()
+            outs.append(it.get_tensor(o).copy())
+    return np.concatenate(outs).astype(np.int64)
+
+
+# -- INT4 packing -----------------------------------------------------------------------------
+def test_pack_int4_odd_count_low_nibble_first_sign_extended():
+    vals = np.array([1, -2, 7, -8, 3], np.int8)
+    packed = pack_int4(vals)
+    assert packed == bytes([0xE1, 0x87, 0x03])          # (1, -2) (7, -8) (3, pad)
+    np.testing.assert_array_equal(unpack_int4(packed, 5), vals)
+    rnd = np.random.default_rng(1).integers(-8, 8, 37).astype(np.int8)
+    np.testing.assert_array_equal(unpack_int4(pack_int4(rnd), 37), rnd)
+
+
+def test_converter_packs_odd_weight_counts_like_the_quantizer():
+    """3x3x1x1 (9) and 3x3x3x1 depthwise (27) kernels: the .tflite nibbles are round(w/s)."""
+    from aqedge.convert.int4 import _schema
+
+    keras.utils.set_random_seed(3)
+    inputs = keras.Input((6, 6, 1))
+    x = L.Conv2D(1, 3, padding="same", name="odd_conv")(inputs)
+    x = L.Conv2D(3, 1, name="mid")(x)
+    x = L.DepthwiseConv2D(3, name="odd_dw")(x)
+    model = keras.Model(inputs, L.Flatten()(x))
+    rep = np.random.default_rng(0).random((32, 6, 6, 1), dtype=np.float32)
+    qat = quantize_model(model, first_last_bits=4, calibration_data=rep)
+    buf = convert_qat(qat, rep)
+    info = inspect_tflite(buf)
+    s = _schema()
+    m = s.ModelT.InitFromPackedBuf(bytearray(buf), 0)
+    g = m.subgraphs[0]
+    checked = 0
+    for op in info["ops"]:
+        if op["op"] not in ("CONV_2D", "DEPTHWISE_CONV_2D"):
+            continue
+        t = info["tensors"][op["inputs"][1]]
+        assert t["type"] == "INT4"
+        count = int(np.prod(t["shape"]))
+        if count % 2 == 0:
+            continue
+        assert t["bytes"] == (count + 1) // 2
+        got = unpack_int4(m.buffers[g.tensors[t["index"]].buffer].data, count)
+        layer = qat.get_layer({9: "odd_conv", 3: "mid", 27: "odd_dw"}[count])
+        w = layer.weight_quantizer(layer._to_channel_view(layer.kernel)).numpy()
+        codes = np.round(w / layer.weight_quantizer.scale).astype(np.int8)  # (..., C)
+        # TFLite layout: output channel first (conv OHWI; depthwise 1HWC keeps it last)
+        if op["op"] == "CONV_2D":
+            codes = np.moveaxis(codes, -1, 0)
+        np.testing.assert_array_equal(got, codes.ravel())
+        checked += 1
+    assert checked == 3
+
+
+# -- the trained model ------------------------------------------------------------------------
+def test_conversion_is_int4_int8_batch1_without_float(trained, fashion):
+    fmodel, qat, buf = trained
+    info = inspect_tflite(buf)
+    kinds = {(op["op"], op.get("weight_type")) for op in info["ops"] if "weight_type" in op}
+    assert ("CONV_2D", "INT4") in kinds and ("FULLY_CONNECTED", "INT4") in kinds
+    assert ("CONV_2D", "INT8") in kinds and ("FULLY_CONNECTED", "INT8") in kinds  # first/last
+    assert not [t for t in info["tensors"] if t["type"].startswith("FLOAT")]
+    for end in ("inputs", "outputs"):
+        t = info["tensors"][info[end][0]]
+        assert t["type"] == "INT8" and t["shape"][0] == 1
+    # the learned s and beta are the tensor's scale and zero point
+    q = qat.get_layer("conv2d_1").output_quantizer
+    s, zp, _, _ = q.quant_params()
+    assert any(abs(t.get("scale", [0])[0] - s) < 1e-6 * s and t["zero_point"][0] == zp
+               for t in info["tensors"])
+    # weight bytes: W4 model <= 0.55 x the int8 model of the same network
+    x = fashion[0]
+    int8 = inspect_tflite(convert_int8(_batch1(fmodel), x[:100], samples=100))
+    assert info["weight_bytes"] <= 0.55 * int8["weight_bytes"]
+
+
+def _batch1(model):
+    from aqedge.train import with_batch_size
+
+    return with_batch_size(model, 1)
+
+
+def test_four_bit_tensors_hold_at_most_16_values(trained, fashion):
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    _, _, buf = trained
+    info = inspect_tflite(buf)
+    four = [t for t in info["tensors"] if t.get("value_bits") == 4]
+    assert len(four) >= 3
+    it = Interpreter(model_content=buf, experimental_preserve_all_tensors=True,
+                     experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    it.allocate_tensors()
+    xin = np.clip(_codes(info, "inputs", fashion[2][:200]), -128, 127).astype(np.int8)
+    seen = {t["index"]: set() for t in four}
+    for x in xin:
+        it.set_tensor(info["inputs"][0], x[None])
+        it.invoke()
+        for i in seen:
+            seen[i].update(np.unique(it.get_tensor(i)).tolist())
+    for t in four:
+        lo, hi = t["code_range"]
+        assert len(seen[t["index"]]) <= 16, t["name"]
+        assert min(seen[t["index"]]) >= lo and max(seen[t["index"]]) <= hi
+
+
+def test_tflm_and_litert_match_the_keras_model(trained, fashion):
+    _, qat, buf = trained
+    _, _, xt, yt = fashion
+    info = inspect_tflite(buf)
+    keras_codes = _codes(info, "outputs", qat.predict(xt, batch_size=100, verbose=0))
+    tflm = _run(buf, xt, "tflm")
+    litert = _run(buf, xt, "litert")
+    assert np.abs(tflm - keras_codes).max() <= 1
+    assert np.mean(tflm == keras_codes) >= 0.999      # integer-exact inference path
+    assert np.abs(litert - keras_codes).max() <= 1
+    acc = np.mean(tflm.argmax(1) == yt)
+    assert acc > 0.7, acc
+
+
+def test_save_load_round_trip(trained, fashion, tmp_path):
+    _, qat, _ = trained
+    xt = fashion[2][:64]
+    path = tmp_path / "qat.keras"
+    qat.save(path)
+    back = keras.models.load_model(path)
+    np.testing.assert_array_equal(back.predict(xt, verbose=0), qat.predict(xt, verbose=0))
+    np.testing.assert_array_equal(back(xt, training=True).numpy(), qat(xt, training=True).numpy())
+
+
+def test_swish_depthwise_residual_net_converts_and_matches():
+    """INT4 DEPTHWISE_CONV_2D, Swish (LOGISTIC+MUL), HARD_SWISH and ADD are bit-exact with
+    TFLite Micro up to the Add; MEAN (global average pooling) is not emulated bit-exactly."""
+    keras.utils.set_random_seed(0)
+    rep = np.random.default_rng(0).random((64, 12, 12, 1), dtype=np.float32)
+    for shift in (True, False):
+        qat = quantize_model(swish_block_net(), calibration_data=rep, shift=shift)
+        buf = convert_qat(qat, rep)
+        info = inspect_tflite(buf)
+        ops = {op["op"] for op in info["ops"]}
+        assert {"DEPTHWISE_CONV_2D", "LOGISTIC", "HARD_SWISH", "ADD", "MEAN"} <= ops
+        dw = [op for op in info["ops"] if op["op"] == "DEPTHWISE_CONV_2D"][0]
+        assert dw["weight_type"] == "INT4"
+        tflm = _run(buf, rep, "tflm")
+        assert np.mean(np.abs(tflm - _codes(info, "outputs", qat.predict(rep, verbose=0)))
+                       <= 1) >= 0.8
+        sub = keras.Model(qat.inputs, qat.get_layer("add_quant").output[0])
+        sbuf = convert_qat(sub, rep)
+        sinfo = inspect_tflite(sbuf)
+        np.testing.assert_array_equal(_run(sbuf, rep, "tflm"),
+                                      _codes(sinfo, "outputs", sub.predict(rep, verbose=0)))
+
+
+# -- training under MirroredStrategy ----------------------------------------------------------
+MIRRORED = textwrap.dedent("""
+    import numpy as np, tensorflow as tf
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(
+        cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    import keras
+    from aqedge.qat import quantize_model, calibrate
+    L = keras.layers
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    assert strategy.num_replicas_in_sync == 2
+    rng = np.random.default_rng(0)
+    x = rng.random((256, 8, 8, 1), dtype=np.float32)
+    y = (x.mean(axis=(1, 2, 3)) > 0.5).astype(np.int32)
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((8, 8, 1))
+    h = L.Conv2D(4, 3, activation="relu")(inp)
+    h = L.Flatten()(h)
+    fmodel = keras.Model(inp, L.Dense(2)(h))
+    with strategy.scope():
+        qat = quantize_model(fmodel)
+        calibrate(qat, x)
+        q = qat.get_layer("conv2d").output_quantizer
+        before = (float(q.log_scale.numpy()), float(q.beta.numpy()))
+        qat.compile(optimizer=keras.optimizers.Adam(1e-2), metrics=["accuracy"],
+                    loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    assert "Mirrored" in type(q.log_scale.value).__name__, type(q.log_scale.value)
+    hist = qat.fit(x, y, batch_size=32, epochs=2, verbose=0)
+    after = (float(q.log_scale.numpy()), float(q.beta.numpy()))
+    assert np.isfinite(hist.history["loss"]).all()
+    assert after != before
+    print("MIRRORED-OK", hist.history["loss"][-1])
+""")
+
+
+def test_trains_under_mirrored_strategy_on_two_cpus():
+    r = subprocess.run([sys.executable, "-c", MIRRORED], capture_output=True, text=True,
+                       timeout=300)
+    assert "MIRRORED-OK" in r.stdout, r.stderr[-3000:]
+
+
+# -- errors -----------------------------------------------------------------------------------
+@pytest.mark.parametrize("make,kind", [
+    (lambda: L.LSTM(4, name="my_lstm"), "LSTM"),
+    (lambda: L.Conv3D(2, 3, name="my_conv3d"), "Conv3D"),
+    (lambda: L.LeakyReLU(0.1, name="my_leaky"), "LeakyReLU"),
+])
+def test_unsupported_layer_is_named(make, kind):
+    layer = make()
+    shape = (6, 6, 6, 1) if kind == "Conv3D" else ((5, 3) if kind == "LSTM" else (8,))
+    inp = keras.Input(shape)
+    model = keras.Model(inp, layer(inp))
+    with pytest.raises(AqError, match=f"'{layer.name}' \\({kind}\\)"):
+        quantize_model(model)
+
+
+def test_calibrate_needs_quantizers():
+    inp = keras.Input((4,))
+    with pytest.raises(AqError):
+        calibrate(keras.Model(inp, L.Dense(2)(inp)), np.zeros((4, 4), np.float32))
+
+
+def test_convert_refuses_a_float_model():
+    inp = keras.Input((4,))
+    with pytest.raises(AqError, match="quantize"):
+        convert_qat(keras.Model(inp, L.Dense(2)(inp)))
