@@ -45,22 +45,14 @@ def boards() -> None:
 
     table = Table(title="aqedge boards")
     table.add_column("board", no_wrap=True)
-    for col in ("family", "core", "clock", "flash", "RAM", "runs as", "flashing"):
-        table.add_column(col, overflow="fold")
+    for col in ("family", "core", "clock", "flash", "RAM", "emulated", "flashing"):
+        table.add_column(col)
     for b in all_boards():
-        status = ("emulated (QEMU)" if b.emulated else
-                  "real, verified on hardware" if b.verified_on_hardware else
-                  "real, NOT verified on hardware")
-        from .flash import available_tools
-
-        tools = [b.flash_method] + [t for t in available_tools(b) if t != b.flash_method]
         table.add_row(b.name + ("*" if b.family_default else ""), b.family, b.core,
                       f"{b.clock_hz / 1e6:g} MHz", f"{b.flash_bytes // 1024} KiB",
-                      f"{b.ram_bytes // 1024} KiB", status, ", ".join(tools))
+                      f"{b.ram_bytes // 1024} KiB", "yes (QEMU)" if b.emulated else "no", b.flash_method)
     console.print(table)
-    console.print("* the family's default: `--board <family>` picks it. Real boards build and link "
-                  "here; their board support is written from the reference manuals and has not "
-                  "run on a board yet.")
+    console.print("* the family's default: `--board <family>` picks it")
 
 
 def _load_keras(path: Path):
@@ -156,25 +148,16 @@ def build(board: str = typer.Option(..., "--board", "-b", help="Board name or fa
 
 @app.command()
 def flash(board: str = typer.Option(..., "--board", "-b", help="Board name or family."),
-          build_dir: Optional[Path] = typer.Argument(None, help="Build directory (default build/<board>)."),
-          tool: Optional[str] = typer.Option(None, "--tool", "-t", help="openocd, st-flash, pyocd or qemu (default: the board file's method)."),
-          probe: Optional[str] = typer.Option(None, "--probe", help="Serial number of the debug probe, when several are connected.")) -> None:
-    """Flash a built firmware to the board (openocd / st-flash / pyocd); an emulated board boots in QEMU until Ctrl-C."""
+          build_dir: Optional[Path] = typer.Argument(None, help="Build directory (default build/<board>).")) -> None:
+    """Flash a built firmware to the board; an emulated board boots in QEMU until Ctrl-C."""
     from .codegen.build import BuildInfo, default_build_dir
-    from .flash import boot_emulated, program
+    from .flash import boot_emulated
 
     b = _board(board)
     d = build_dir or default_build_dir(b)
     info = BuildInfo.load(d)
-    if info.board != b.name:
-        raise AqError(f"{d} was built for {info.board}, not {b.name}")
     if not b.emulated:
-        program(b, d, tool, probe, echo=lambda cmd: console.print(f"$ {cmd}", highlight=False, markup=False))
-        console.print(f"[green]flashed[/green] {b.name} (not verified on hardware); measure it with: "
-                      f"aqedge measure --board {b.name} {d} [--port /dev/ttyACM0]")
-        return
-    if tool not in (None, "qemu"):
-        raise AqError(f"{b.name} is emulated: it runs in QEMU, not with {tool}")
+        raise AqError(f"flashing {b.name} with {b.flash_method} is not supported yet")
     with boot_emulated(b, d / info.elf) as emulated:
         console.print(f"{b.name} running {d / info.elf} in QEMU; serial port: [bold]{emulated.url}[/bold]\n"
                       f"measure it with: aqedge measure --board {b.name} {d} --port {emulated.url}\n"

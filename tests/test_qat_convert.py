@@ -25,7 +25,7 @@ def relu_cnn(batch_size=None):
     inputs = keras.Input((28, 28, 1), batch_size=batch_size, name="image")
     x = L.Conv2D(8, 3, padding="same", activation="relu")(inputs)
     x = L.MaxPooling2D(2)(x)
-    x = L.Conv2D(16, 3, padding="same", use_bias=False)(x)
+    x = L.Conv2D(16, 3, padding="same", use_bias=False, name="conv_bn")(x)
     x = L.BatchNormalization()(x)
     x = L.ReLU()(x)
     x = L.MaxPooling2D(2)(x)
@@ -161,7 +161,7 @@ def test_conversion_is_int4_int8_batch1_without_float(trained, fashion):
         t = info["tensors"][info[end][0]]
         assert t["type"] == "INT8" and t["shape"][0] == 1
     # the learned s and beta are the tensor's scale and zero point
-    q = qat.get_layer("conv2d_1").output_quantizer
+    q = qat.get_layer("conv_bn").output_quantizer
     s, zp, _, _ = q.quant_params()
     assert any(abs(t.get("scale", [0])[0] - s) < 1e-6 * s and t["zero_point"][0] == zp
                for t in info["tensors"])
