@@ -33,6 +33,18 @@ class Board:
     family_default: bool = False
     qemu: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None
+    #: Folder under firmware/kernels/ whose files replace the portable kernels of the same name
+    #: (None: portable kernels only). From the TOML's `optimized` key, else from the core.
+    optimized: str | None = None
+    #: False for every board nobody has run aqedge firmware on yet (all real boards so far).
+    verified_on_hardware: bool = False
+    #: SoC bring-up ([soc] table): `driver` picks firmware/board/aq_soc_<driver>.c ("none": the
+    #: emulators, whose RCC is a stub); the other keys become AQ_SOC_* in board_config.h.
+    soc: dict[str, Any] = field(default_factory=lambda: {"driver": "none"})
+    #: The [flash] table: `method` plus each tool's settings (openocd_target, pyocd_target...).
+    flash_tools: dict[str, Any] = field(default_factory=dict)
+    #: USB ids of the probe's virtual COM port ([usb] vid, pid list), to find the serial port.
+    usb: dict[str, Any] = field(default_factory=dict)
 
     @property
     def latency_unit(self) -> str:
@@ -45,6 +57,19 @@ class Board:
             shift = int(self.qemu.get("icount_shift", 0))
             return round(ticks * 1e9 / (self.timer["hz"] * (1 << shift)))
         return round(ticks * self.clock_hz / self.timer["hz"])
+
+
+#: Cores with the ARMv7E-M DSP extension (SMLAD, SXTB16...) that firmware/kernels/cortex-m/ needs.
+_DSP_CORES = ("cortex-m4", "cortex-m7")
+
+
+def _kernel_variant(raw: dict[str, Any]) -> str | None:
+    """The optimised kernel folder: the TOML's `optimized` ("" or "none" = portable only),
+    else "cortex-m" on a core with the DSP extension."""
+    if "optimized" in raw:
+        value = str(raw["optimized"]).strip()
+        return None if value in ("", "none", "portable") else value
+    return "cortex-m" if str(raw.get("core", "")) in _DSP_CORES else None
 
 
 def _load(path: Path) -> Board:
@@ -69,6 +94,11 @@ def _load(path: Path) -> Board:
         family_default=bool(raw.get("family_default", False)),
         qemu=dict(raw.get("qemu", {})),
         path=path,
+        optimized=_kernel_variant(raw),
+        verified_on_hardware=bool(raw.get("verified_on_hardware", False)),
+        soc={"driver": "none", **raw.get("soc", {})},
+        flash_tools=dict(raw["flash"]),
+        usb=dict(raw.get("usb", {})),
     )
 
 

@@ -45,14 +45,22 @@ def boards() -> None:
 
     table = Table(title="aqedge boards")
     table.add_column("board", no_wrap=True)
-    for col in ("family", "core", "clock", "flash", "RAM", "emulated", "flashing"):
-        table.add_column(col)
+    for col in ("family", "core", "clock", "flash", "RAM", "runs as", "flashing"):
+        table.add_column(col, overflow="fold")
     for b in all_boards():
+        status = ("emulated (QEMU)" if b.emulated else
+                  "real, verified on hardware" if b.verified_on_hardware else
+                  "real, NOT verified on hardware")
+        from .flash import available_tools
+
+        tools = [b.flash_method] + [t for t in available_tools(b) if t != b.flash_method]
         table.add_row(b.name + ("*" if b.family_default else ""), b.family, b.core,
                       f"{b.clock_hz / 1e6:g} MHz", f"{b.flash_bytes // 1024} KiB",
-                      f"{b.ram_bytes // 1024} KiB", "yes (QEMU)" if b.emulated else "no", b.flash_method)
+                      f"{b.ram_bytes // 1024} KiB", status, ", ".join(tools))
     console.print(table)
-    console.print("* the family's default: `--board <family>` picks it")
+    console.print("* the family's default: `--board <family>` picks it. Real boards build and link "
+                  "here; their board support is written from the reference manuals and has not "
+                  "run on a board yet.")
 
 
 def _load_keras(path: Path):
@@ -148,16 +156,25 @@ def build(board: str = typer.Option(..., "--board", "-b", help="Board name or fa
 
 @app.command()
 def flash(board: str = typer.Option(..., "--board", "-b", help="Board name or family."),
-          build_dir: Optional[Path] = typer.Argument(None, help="Build directory (default build/<board>).")) -> None:
-    """Flash a built firmware to the board; an emulated board boots in QEMU until Ctrl-C."""
+          build_dir: Optional[Path] = typer.Argument(None, help="Build directory (default build/<board>)."),
+          tool: Optional[str] = typer.Option(None, "--tool", "-t", help="openocd, st-flash, pyocd or qemu (default: the board file's method)."),
+          probe: Optional[str] = typer.Option(None, "--probe", help="Serial number of the debug probe, when several are connected.")) -> None:
+    """Flash a built firmware to the board (openocd / st-flash / pyocd); an emulated board boots in QEMU until Ctrl-C."""
     from .codegen.build import BuildInfo, default_build_dir
-    from .flash import boot_emulated
+    from .flash import boot_emulated, program
 
     b = _board(board)
     d = build_dir or default_build_dir(b)
     info = BuildInfo.load(d)
+    if info.board != b.name:
+        raise AqError(f"{d} was built for {info.board}, not {b.name}")
     if not b.emulated:
-        raise AqError(f"flashing {b.name} with {b.flash_method} is not supported yet")
+        program(b, d, tool, probe, echo=lambda cmd: console.print(f"$ {cmd}", highlight=False, markup=False))
+        console.print(f"[green]flashed[/green] {b.name} (not verified on hardware); measure it with: "
+                      f"aqedge measure --board {b.name} {d} [--port /dev/ttyACM0]")
+        return
+    if tool not in (None, "qemu"):
+        raise AqError(f"{b.name} is emulated: it runs in QEMU, not with {tool}")
     with boot_emulated(b, d / info.elf) as emulated:
         console.print(f"{b.name} running {d / info.elf} in QEMU; serial port: [bold]{emulated.url}[/bold]\n"
                       f"measure it with: aqedge measure --board {b.name} {d} --port {emulated.url}\n"
@@ -169,30 +186,104 @@ def flash(board: str = typer.Option(..., "--board", "-b", help="Board name or fa
 
 
 @app.command()
-def measure(board: str = typer.Option(..., "--board", "-b", help="Board name or family."),
-            build_dir: Optional[Path] = typer.Argument(None, help="Build directory (default build/<board>)."),
-            port: Optional[str] = typer.Option(None, "--port", "-p", help="pyserial URL or device (/dev/ttyACM0, socket://host:port, rfc2217://...). Default: boot the emulated board."),
+def measure(board: list[str] = typer.Option(..., "--board", "-b", help="Board name or family; repeat it (with --port) to measure several devices at once."),
+            build_dir: Optional[list[Path]] = typer.Argument(None, help="Build directory (default build/<board>); one for all boards, or one per --board."),
+            port: Optional[list[str]] = typer.Option(None, "--port", "-p", help="pyserial URL or device (/dev/ttyACM0, socket://host:port, rfc2217://...), one per --board; 'qemu' or none: boot the emulated board."),
             dataset: str = typer.Option("fashion-mnist", "--dataset", "-d", help="fashion-mnist, mnist or random."),
             samples: int = typer.Option(100, "--samples", "-n", help="How many samples to measure."),
             seed: int = typer.Option(0, "--seed", help="Seed of --dataset random."),
-            output: Path = typer.Option(Path("metrics.json"), "-o", "--output", help="Where to write metrics.json."),
+            output: Path = typer.Option(Path("metrics.json"), "-o", "--output", help="Where to write metrics.json; results stream to <output>.jsonl, report.md and PNG plots go next to it. With several devices: <stem>.<device>.json each, plus a comparison report."),
+            resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run from its .jsonl results log (same options)."),
+            profile: bool = typer.Option(False, "--profile", help="Also time every op on the device (per-layer profile)."),
+            profile_samples: int = typer.Option(10, "--profile-samples", help="How many samples --profile times op by op."),
+            plots: bool = typer.Option(True, "--plots/--no-plots", help="Write report.md with PNG plots."),
             timeout: float = typer.Option(20.0, "--timeout", help="Seconds to wait for the device's READY.")) -> None:
-    """Measure accuracy, bit-exactness and latency of a flashed model over its serial port."""
+    """Measure accuracy, bit-exactness and latency of a flashed model over its serial port(s)."""
     from .codegen.build import default_build_dir
-    from .harness.report import metrics_table, save_metrics
-    from .harness.session import metrics, run_session
+    from .harness.report import metrics_table, plot_comparison, save_metrics, write_device_outputs, write_report
+    from .harness.session import DEVICE_LOST, INTERRUPTED, Session, Target, measure_many, metrics
 
-    b = _board(board)
-    d = build_dir or default_build_dir(b)
-    with _progress() as bar:
-        task = bar.add_task(f"measuring on {b.name}", total=samples)
-        session = run_session(b, d, dataset, samples, seed, port,
-                              progress=lambda done, total: bar.update(task, completed=done),
-                              ready_timeout=timeout)
-    m = metrics(session)
-    save_metrics(m, output)
-    console.print(metrics_table(m))
-    console.print(f"wrote {output}")
+    boards = [_board(name) for name in board]
+    ports = list(port or [])
+    if ports and len(ports) != len(boards):
+        raise AqError(f"{len(boards)} --board but {len(ports)} --port: give one --port per --board "
+                      "('qemu' boots the emulated board)")
+    ports_or_none = [None if (not ports or ports[k] in ("qemu", "-", "")) else ports[k] for k in range(len(boards))]
+    dirs = list(build_dir or [])
+    if len(dirs) not in (0, 1, len(boards)):
+        raise AqError(f"{len(boards)} --board but {len(dirs)} build directories: give none, one, or one per --board")
+    dirs = [dirs[0] if len(dirs) == 1 else dirs[k] if dirs else default_build_dir(b) for k, b in enumerate(boards)]
+    labels: list[str] = []
+    for b in boards:
+        n = sum(1 for other in labels if other == b.name or other.startswith(b.name + "-"))
+        labels.append(b.name if n == 0 else f"{b.name}-{n + 1}")
+    several = len(boards) > 1
+    stem = output.stem
+    prefix = "" if stem == "metrics" else f"{stem}-"
+    targets, metric_paths = [], []
+    for b, d, pt, label in zip(boards, dirs, ports_or_none, labels):
+        mpath = output.with_name(f"{stem}.{label}.json") if several else output
+        metric_paths.append(mpath)
+        targets.append(Target(b, d, pt, label, mpath.with_suffix(".jsonl")))
+
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("{task.fields[rate]}"), TextColumn("ETA"), TimeRemainingColumn()]
+    with Progress(*columns, console=console, transient=False) as bar:
+        tasks = [bar.add_task(f"measuring on {t.label}", total=samples, rate="") for t in targets]
+        started: dict[int, tuple[float, int]] = {}
+
+        def on_progress(k: int, done: int, total: int) -> None:
+            import time as _time
+
+            now = _time.monotonic()
+            if k not in started:  # the first call: where a resumed run starts (not speed for the ETA)
+                bar.reset(tasks[k], completed=done)
+            t0, d0 = started.setdefault(k, (now, done))
+            rate = f"{(done - d0) / (now - t0):.1f}/s" if now > t0 and done > d0 else ""
+            bar.update(tasks[k], completed=done, rate=rate)
+
+        outcomes = measure_many(targets, dataset, samples, seed, resume=resume, profile=profile,
+                                profile_samples=profile_samples, ready_timeout=timeout, progress=on_progress)
+    entries = []
+    errors: list[str] = []
+    statuses: list[str] = []
+    for t, mpath, outcome in zip(targets, metric_paths, outcomes):
+        if not isinstance(outcome, Session):
+            if isinstance(outcome, KeyboardInterrupt):
+                statuses.append(INTERRUPTED)
+                continue
+            if not isinstance(outcome, AqError):
+                raise outcome
+            errors.append(f"{t.label}: {outcome}" if several else str(outcome))
+            continue
+        m = metrics(outcome)
+        save_metrics(m, mpath)
+        statuses.append(m["status"])
+        console.print(metrics_table(m))
+        console.print(f"wrote {mpath} (results log {t.results_path})")
+        if outcome.error:
+            errors.append(f"{t.label}: {outcome.error}" if several else outcome.error)
+        plot_prefix = f"{prefix}{t.label}-" if several else prefix
+        entries.append((outcome, m, write_device_outputs(outcome, m, output.parent, plot_prefix) if plots else {}))
+    if entries:
+        report_path = output.parent / f"{prefix}report.md"
+        comparison = None
+        if several:
+            comparison = plot_comparison([e[0] for e in entries], output.parent / f"{prefix}comparison.png") if plots else None
+            files = {t.label: mp.name for t, mp in zip(targets, metric_paths)}
+            save_metrics({"devices": [{"label": s.label, "metrics_file": files[s.label], **m} for s, m, _ in entries]},
+                         output.parent / f"{prefix}comparison.json")
+        write_report(entries, report_path, comparison)
+        console.print(f"wrote {report_path}")
+    for e in errors:
+        err_console.print(f"[bold red]error:[/bold red] {e}", highlight=False, soft_wrap=True)
+    if INTERRUPTED in statuses:
+        err_console.print("interrupted: the metrics written are partial; continue with --resume")
+        raise typer.Exit(130)
+    if errors or DEVICE_LOST in statuses:
+        if DEVICE_LOST in statuses:
+            err_console.print("the results so far are kept: continue with --resume once the device is back")
+        raise typer.Exit(2)
 
 
 @app.command()

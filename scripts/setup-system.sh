@@ -4,11 +4,25 @@
 # otherwise prints exactly what to install and stops.
 set -euo pipefail
 PACKAGES=(gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm dataset-fashion-mnist gcc make python3-venv)
+# Flashing tools for real boards (a few MB): installed when we can, never required (the tests
+# that run them against "no probe connected" skip without them).
+OPTIONAL=(openocd stlink-tools)
+installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
 missing=()
 for p in "${PACKAGES[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  installed "$p" || missing+=("$p")
 done
-[ ${#missing[@]} -eq 0 ] && exit 0
+if [ ${#missing[@]} -eq 0 ]; then
+  optional=()
+  for p in "${OPTIONAL[@]}"; do installed "$p" || optional+=("$p"); done
+  if [ ${#optional[@]} -gt 0 ] && [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
+    echo "aqedge setup: installing the flashing tools ${optional[*]}"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${optional[@]}" \
+      >/dev/null 2>&1 || echo "aqedge setup: could not install ${optional[*]} (optional, skipped)"
+  fi
+  exit 0
+fi
+for p in "${OPTIONAL[@]}"; do installed "$p" || missing+=("$p"); done
 if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
   echo "aqedge setup: installing ${missing[*]}"
   apt-get update -qq

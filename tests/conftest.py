@@ -133,3 +133,26 @@ def odd_model(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("odd") / "odd.tflite"
     path.write_bytes(convert_int8(model, rep, samples=20))
     return path
+
+
+@pytest.fixture(scope="session")
+def float_interface_model(int8_model, tmp_path_factory) -> Path:
+    """The example CNN with int8 ops but float32 input and output: the converter's default
+    interface, with QUANTIZE at the input and DEQUANTIZE at the output."""
+    import tensorflow as tf
+    from aqedge import datasets, example
+
+    x, y = datasets.load("fashion-mnist", "train")
+    model = example.train_float(x[:2000], y[:2000], epochs=1, seed=1)
+
+    def rep():
+        for image in x[:50]:
+            yield [image[None]]
+
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = rep
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    path = tmp_path_factory.mktemp("floatio") / "float_io.tflite"
+    path.write_bytes(converter.convert())
+    return path

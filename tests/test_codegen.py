@@ -61,19 +61,131 @@ def test_int4_weights_bit_exact_on_host(model, odd_model, int8_model, tmp_path):
     assert np.array_equal(ours, _reference(path, x))
 
 
-def test_memory_plan_never_overlaps_live_tensors(int8_model):
-    graph = read_tflite(int8_model)
-    calls = lower(graph, "m")
-    plan = plan_memory(graph, calls)
+def test_float_edges_bit_exact_on_host(float_interface_model, fashion_test, tmp_path):
+    """QUANTIZE float32 -> int8 at the input and DEQUANTIZE int8 -> float32 at the output."""
+    graph, _, runner = build_host(float_interface_model, tmp_path)
+    assert [graph.ops[0].opcode, graph.ops[-1].opcode] == ["QUANTIZE", "DEQUANTIZE"]
+    assert graph.tensors[graph.inputs[0]].dtype == graph.tensors[graph.outputs[0]].dtype == "float32"
+    x = fashion_test[0][:100].astype(np.float32)
+    x[:5] *= 40.0  # far out of range: saturates in QUANTIZE
+    ours = run_host(runner, x, graph.tensors[graph.outputs[0]].nbytes, np.float32)
+    ref = TflmReference(float_interface_model.read_bytes())
+    theirs = np.stack([ref.run(xi[None]).reshape(-1) for xi in x])
+    assert theirs.dtype == np.float32
+    assert ours.tobytes() == theirs.tobytes()
+
+
+def _check_plan(graph, calls, plan):
+    """Live buffers never overlap, except a declared in-place pair at the one call where the
+    input dies and the output is born, with the output at least `lead` bytes below the input."""
+    step_of = {}
+    for step, call in enumerate(calls):
+        for t_in, lead in call.inplace:
+            step_of[(call.op.outputs[0], t_in)] = (step, lead)
+    by_tensor = {t: b for b in plan.buffers for t in b.tensors}
+    used = set()
     for a in plan.buffers:
         for b in plan.buffers:
             if a is b or a.last < b.first or b.last < a.first:
                 continue
             oa, ob = plan.offsets[a.tensors[0]], plan.offsets[b.tensors[0]]
-            assert oa + a.size <= ob or ob + b.size <= oa, (a, b)
+            if oa + a.size <= ob or ob + b.size <= oa:
+                continue
+            # overlapping and live together: must be a declared, valid, respected overlap
+            pairs = [(o, i) for o in a.tensors for i in b.tensors if (o, i) in step_of]
+            if not pairs:
+                pairs = [(o, i) for o in b.tensors for i in a.tensors if (o, i) in step_of]
+                a, b, oa, ob = b, a, ob, oa
+            assert pairs, (a, b)
+            step, lead = step_of[pairs[0]]
+            assert b.last == step == a.first and b.first >= 0, (a, b, step)
+            assert not set(b.tensors) & set(graph.outputs)
+            assert oa <= ob - lead, (a, b, lead)
+            assert plan.overlaps[(a.tensors[0], b.tensors[0])] >= lead
+            used.add((a.tensors[0], b.tensors[0]))
+    assert used == set(plan.overlaps)
     assert plan.arena_bytes >= max(b.size for b in plan.buffers)
+    assert all(by_tensor[t] for t in plan.offsets)
+
+
+@pytest.mark.parametrize("model", ["example", "ic_resnet8_int8.tflite", "kws_dscnn_int8.tflite"])
+def test_memory_plan_never_overlaps_live_tensors(model, int8_model):
+    path = int8_model if model == "example" else MLPERF_TINY / model
+    graph = read_tflite(path)
+    calls = lower(graph, "m")
+    plan = plan_memory(graph, calls)
+    _check_plan(graph, calls, plan)
     reshape = next(c for c in calls if c.op.opcode == "RESHAPE")
     assert plan.offsets[reshape.op.inputs[0]] == plan.offsets[reshape.op.outputs[0]]
+    if model != "example":
+        assert plan.overlaps   # the MLPerf models rely on in-place convs and ADDs
+    limit = {"ic_resnet8_int8.tflite": 0.8 * 54996, "kws_dscnn_int8.tflite": 0.8 * 22772}
+    assert plan.arena_bytes <= limit.get(model, plan.arena_bytes)
+
+
+def _conv_events(p, depthwise, cm):
+    """(reads, writes) in program order as (time, input byte) / (time, output byte) for the
+    portable (aq_mac_impl.h) or Cortex-M (aq_cm_conv_impl.h) loop order of a conv/depthwise."""
+    events = []   # ("r", byte) / ("w", byte)
+
+    def field(oy, ox, channels):
+        out = []
+        for ky in range(p["k_h"]):
+            iy = oy * p["stride_h"] - p["pad_h"] + p["dil_h"] * ky
+            for kx in range(p["k_w"]):
+                ix = ox * p["stride_w"] - p["pad_w"] + p["dil_w"] * kx
+                if 0 <= iy < p["in_h"] and 0 <= ix < p["in_w"]:
+                    out += [(iy * p["in_w"] + ix) * p["in_c"] + c for c in channels]
+        return out
+
+    pixels = [(oy, ox) for oy in range(p["out_h"]) for ox in range(p["out_w"])]
+    C, OC = p["in_c"], p["out_c"]
+    if cm and not depthwise:   # column buffer of 4 pixels, then every channel of the 4
+        for b in range(0, len(pixels), 4):
+            block = range(b, min(b + 4, len(pixels)))
+            for q in block:
+                events += [("r", r) for r in field(*pixels[q], range(C))]
+            for oc in range(OC):
+                events += [("w", q * OC + oc) for q in block]
+    else:                      # per pixel, per channel (group of 4 on Cortex-M): field, write
+        step = 4 if cm else 1
+        for q, (oy, ox) in enumerate(pixels):
+            for c0 in range(0, OC, step):
+                chans = range(c0, min(c0 + step, OC))
+                src = chans if depthwise else range(C)
+                events += [("r", r) for r in field(oy, ox, src)]
+                events += [("w", q * OC + c) for c in chans]
+    return events
+
+
+def test_window_lead_covers_both_kernel_loop_orders():
+    """_window_lead against an exact simulation of every read and write of the portable and
+    Cortex-M loops: with the output `lead` bytes (or more) below the input, no write lands on
+    an input byte that is read later."""
+    from aqedge.codegen.lower import _window_lead
+    rng = np.random.default_rng(7)
+    for case in range(60):
+        depthwise = bool(case % 2)
+        k_h, k_w = int(rng.integers(1, 4)), int(rng.integers(1, 4))
+        s_h, s_w = int(rng.integers(1, 3)), int(rng.integers(1, 3))
+        d_h, d_w = int(rng.integers(1, 3)), int(rng.integers(1, 3))
+        in_h, in_w, in_c = int(rng.integers(1, 7)), int(rng.integers(1, 7)), int(rng.integers(1, 9))
+        out_c = in_c if depthwise else int(rng.integers(1, 9))
+        pad_h, pad_w = int(rng.integers(0, k_h)), int(rng.integers(0, k_w))
+        out_h = max(1, (in_h + 2 * pad_h - d_h * (k_h - 1) - 1) // s_h + 1)
+        out_w = max(1, (in_w + 2 * pad_w - d_w * (k_w - 1) - 1) // s_w + 1)
+        p = dict(in_h=in_h, in_w=in_w, in_c=in_c, out_h=out_h, out_w=out_w, out_c=out_c,
+                 k_h=k_h, k_w=k_w, stride_h=s_h, stride_w=s_w, dil_h=d_h, dil_w=d_w,
+                 pad_h=pad_h, pad_w=pad_w)
+        lead = _window_lead(p)
+        for cm in (False, True):
+            events = _conv_events(p, depthwise, cm)
+            later_min = 1 << 30
+            for kind, byte in reversed(events):
+                if kind == "r":
+                    later_min = min(later_min, byte)
+                else:
+                    assert byte - lead < later_min, (p, depthwise, cm, lead)
 
 
 def test_resnet8_bit_exact_on_host(tmp_path):

@@ -88,3 +88,14 @@ def test_w4a4_through_the_cli_on_emulated_stm32(tmp_path):
     m = json.loads((tmp_path / "metrics.json").read_text())
     assert m["device_matches_reference"] == 1.0 and m["samples"] == 50
     assert m["accuracy"] == m["reference_accuracy"] > 0.5
+
+
+def test_float_interface_model_on_emulated_stm32(float_interface_model, tmp_path):
+    """float32 in and out (QUANTIZE / DEQUANTIZE at the edges): the device's float outputs are
+    byte-identical to TFLite Micro's."""
+    board, _ = resolve("stm32")
+    info = build(float_interface_model, board, tmp_path / "fw")
+    assert info.input.dtype == info.output.dtype == "float32"
+    m = metrics(run_session(board, tmp_path / "fw", "fashion-mnist", 20))
+    assert m["device_matches_reference"] == 1.0 and not m["failed_samples"]
+    assert m["accuracy"] == m["reference_accuracy"]

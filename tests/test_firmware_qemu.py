@@ -297,7 +297,9 @@ def test_oversized_model_is_refused(board: Board, tmp_path: Path) -> None:
 def test_unsupported_flash_method_and_missing_image(board: Board, tmp_path: Path) -> None:
     from dataclasses import replace
 
-    with pytest.raises(AqError, match="flashing with openocd is not supported yet"):
-        flash(replace(board, flash_method="openocd"), tmp_path)
+    # A QEMU board has no probe settings; a real board's probe flashing is in test_real_boards.py.
+    real = replace(board, emulated=False, flash_method="openocd", flash_tools={"method": "openocd"})
+    with pytest.raises(AqError, match="cannot be flashed with openocd"):
+        flash(real, tmp_path)
     with pytest.raises(AqError, match="does not exist"):
         boot_emulated(board, tmp_path / "firmware.elf")

@@ -8,6 +8,8 @@ import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
+
 from ..boards import Board
 from ..errors import AqError
 from .graph import Graph, Tensor, read_tflite
@@ -23,12 +25,19 @@ MODEL_COPY = "model.tflite"
 @dataclass
 class TensorInfo:
     shape: list[int]
-    scale: float
-    zero_point: int
+    scale: float | None        # None for a float32 model edge
+    zero_point: int | None
+    dtype: str = "int8"
 
     @classmethod
     def of(cls, t: Tensor) -> "TensorInfo":
-        return cls(list(t.shape), t.single_scale(), t.single_zero_point())
+        if t.scale is None:
+            return cls(list(t.shape), None, None, t.dtype)
+        return cls(list(t.shape), t.single_scale(), t.single_zero_point(), t.dtype)
+
+    @property
+    def numpy_dtype(self) -> type:
+        return np.float32 if self.dtype == "float32" else np.int8
 
 
 @dataclass

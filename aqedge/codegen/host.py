@@ -29,14 +29,16 @@ def compile_host(model_dir: Path, out: Path | None = None) -> Path:
     return out
 
 
-def run_host(runner: Path, inputs: np.ndarray, output_bytes: int) -> np.ndarray:
-    """Run N int8 inputs (N, ...) through the host runner; returns (N, output_bytes) int8."""
-    inputs = np.ascontiguousarray(inputs, dtype=np.int8)
+def run_host(runner: Path, inputs: np.ndarray, output_bytes: int,
+             output_dtype: type = np.int8) -> np.ndarray:
+    """Run N inputs (N, ...) through the host runner (int8, or float32 for a model with a float
+    input); returns (N, output_bytes / itemsize) of `output_dtype`."""
+    inputs = np.ascontiguousarray(inputs)
     n = inputs.shape[0]
     result = subprocess.run([str(runner), str(n)], input=inputs.tobytes(), capture_output=True)
     if result.returncode != 0:
         raise RuntimeError(f"{runner} failed: {result.stderr.decode(errors='replace')}")
-    return np.frombuffer(result.stdout, dtype=np.int8).reshape(n, output_bytes)
+    return np.frombuffer(result.stdout, dtype=output_dtype).reshape(n, -1)
 
 
 def build_host(model_path: Path, out_dir: Path):

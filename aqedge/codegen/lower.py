@@ -41,6 +41,11 @@ class KernelCall:
     arrays: list[ConstArray] = field(default_factory=list)
     alias: tuple[int, int] | None = None   # (output, input) tensors that share memory
     clamp: tuple[str, int] | None = None   # ("min" | "max", constant) to fold into the producer
+    # Declared safe overlaps of the output with an input that dies at this call: (input tensor,
+    # lead). The output may share bytes with that input when it starts at least `lead` bytes
+    # below it (output offset <= input offset - lead); lead 0 also allows exactly in place.
+    # plan.py uses them; the bound comes from the kernels' loop order (see _window_lead).
+    inplace: list[tuple[int, int]] = field(default_factory=list)
     comment: str = ""
 
 
@@ -131,6 +136,48 @@ def _conv_geometry(op: Op, in_hw, k_hw, out_hw) -> dict[str, int]:
             "pad_w": fp.compute_padding(in_hw[1], k_hw[1], sw, dw, out_hw[1])}
 
 
+#: Pixels the Cortex-M MAC kernels read into their column buffer before writing any of them
+#: (AQ_CM_PIXELS in firmware/kernels/cortex-m/aq_cm_impl.h).
+CM_PIXEL_BLOCK = 4
+
+
+def _window_lead(params: dict[str, Any]) -> int:
+    """Smallest lead (bytes) by which a conv / depthwise output may start below its input and
+    still overwrite only input bytes that no later read needs, for every kernel we build:
+
+    * portable (aq_mac_impl.h): output pixels in increasing memory order; for pixel p, every
+      output channel reads p's receptive field, then writes byte p * out_c + oc. After a write
+      into pixel p, reads only touch the fields of pixels >= p, all at input bytes >= low(p)
+      (low(p) = lowest byte of any field of a pixel >= p: first valid tap row and column,
+      channel 0). The output bytes written so far end at (p + 1) * out_c, so
+      lead >= (p + 1) * out_c - low(p) for every p.
+    * Cortex-M conv (aq_cm_conv_impl.h): reads the fields of CM_PIXEL_BLOCK pixels b..b+3 into
+      the column buffer, then writes all their outputs: lead >= end(b+3) - low(b+4). The
+      Cortex-M depthwise writes 4 channels of pixel p after reading only p's field, as the
+      portable loop does. Both are covered by taking the maximum of the two conditions.
+    """
+    in_h, in_w, in_c = params["in_h"], params["in_w"], params["in_c"]
+    out_h, out_w, out_c = params["out_h"], params["out_w"], params["out_c"]
+    n = out_h * out_w
+    big = in_h * in_w * in_c + 1   # "no read": a pixel whose taps are all padding
+    lo = np.full(n + 1, big, np.int64)
+    for oy in range(out_h):
+        ys = [oy * params["stride_h"] - params["pad_h"] + params["dil_h"] * k for k in range(params["k_h"])]
+        ys = [y for y in ys if 0 <= y < in_h]
+        for ox in range(out_w):
+            xs = [ox * params["stride_w"] - params["pad_w"] + params["dil_w"] * k for k in range(params["k_w"])]
+            xs = [x for x in xs if 0 <= x < in_w]
+            if ys and xs:
+                lo[oy * out_w + ox] = (min(ys) * in_w + min(xs)) * in_c
+    low = np.minimum.accumulate(lo[::-1])[::-1]   # low[p] = min(lo[p:]); low[n] = big
+    ends = (np.arange(n) + 1) * out_c
+    lead = int(np.max(ends - low[:n]))
+    for b in range(0, n, CM_PIXEL_BLOCK):
+        last = min(b + CM_PIXEL_BLOCK, n)
+        lead = max(lead, int(last * out_c - low[last]))
+    return max(lead, 0)
+
+
 def _conv(graph: Graph, op: Op, p: str) -> KernelCall:
     x = _require_int8(graph.tensor(op.inputs[0]), "input")
     w = _weights(graph.tensor(op.inputs[1]), "filter")
@@ -152,6 +199,7 @@ def _conv(graph: Graph, op: Op, p: str) -> KernelCall:
               **_conv_geometry(op, (in_h, in_w), (k_h, k_w), (out_h, out_w)), "q": q}
     return KernelCall(op, f"aq_conv_{suffix}", "aq_conv_params", params,
                       [op.inputs[0], f"{p}_filter", bias, op.outputs[0]], arrays,
+                      inplace=[(op.inputs[0], _window_lead(params))],
                       comment=f"{k_h}x{k_w} conv {in_h}x{in_w}x{in_c} -> {out_h}x{out_w}x{out_c}")
 
 
@@ -174,6 +222,7 @@ def _depthwise(graph: Graph, op: Op, p: str) -> KernelCall:
               **_conv_geometry(op, (in_h, in_w), (k_h, k_w), (out_h, out_w)), "q": q}
     return KernelCall(op, f"aq_depthwise_conv_{suffix}", "aq_depthwise_conv_params", params,
                       [op.inputs[0], f"{p}_filter", bias, op.outputs[0]], arrays,
+                      inplace=[(op.inputs[0], _window_lead(params))],
                       comment=f"{k_h}x{k_w} depthwise {in_h}x{in_w}x{in_c} -> {out_h}x{out_w}x{out_c}")
 
 
@@ -258,8 +307,11 @@ def _add(graph: Graph, op: Op, p: str) -> KernelCall:
               "input2_offset": -b.single_zero_point(), "output_offset": y.single_zero_point(),
               **fp.add_params(a.single_scale(), b.single_scale(), y.single_scale()),
               "act_min": act[0], "act_max": act[1]}
+    # Element i of both inputs is read before element i of the output is written (portable and
+    # Cortex-M aq_add_s8), so the output may start at or below either input.
     return KernelCall(op, "aq_add_s8", "aq_add_params", params,
-                      [op.inputs[0], op.inputs[1], op.outputs[0]], comment=f"add {list(y.shape)}")
+                      [op.inputs[0], op.inputs[1], op.outputs[0]],
+                      inplace=[(op.inputs[0], 0), (op.inputs[1], 0)], comment=f"add {list(y.shape)}")
 
 
 def _relu(graph: Graph, op: Op, p: str) -> KernelCall:
@@ -271,6 +323,7 @@ def _relu(graph: Graph, op: Op, p: str) -> KernelCall:
               "output_offset": y.single_zero_point(), "multiplier": mult, "shift": shift,
               "act_min": act_min, "act_max": act_max}
     return KernelCall(op, "aq_relu_s8", "aq_relu_params", params, [op.inputs[0], op.outputs[0]],
+                      inplace=[(op.inputs[0], 0)],   # elementwise: reads i, then writes i
                       comment=f"{op.opcode.lower()} {list(y.shape)}")
 
 
@@ -367,8 +420,10 @@ def _mul(graph: Graph, op: Op, p: str) -> KernelCall:
               "input1_offset": -a.single_zero_point(), "input2_offset": -b.single_zero_point(),
               "output_offset": y.single_zero_point(), "output_multiplier": mult,
               "output_shift": shift, "act_min": act[0], "act_max": act[1], "shape": shape}
+    # Without broadcasting, elementwise: reads element i of both inputs, then writes i.
+    inplace = [] if not same else [(t, 0) for t in (arg_a, arg_b) if isinstance(t, int)]
     return KernelCall(op, "aq_mul_s8", "aq_mul_params", params, [arg_a, arg_b, op.outputs[0]],
-                      arrays_a + arrays_b,
+                      arrays_a + arrays_b, inplace=inplace,
                       comment=f"mul {list(a.shape)} * {list(b.shape)} -> {list(y.shape)}")
 
 
@@ -519,20 +574,40 @@ def _hard_swish(graph: Graph, op: Op, p: str) -> KernelCall:
                       [op.inputs[0], op.outputs[0]], comment=f"hard swish {list(x.shape)}")
 
 
+def _affine(t: Tensor) -> dict[str, Any]:
+    return {"size": t.size, "scale": f"{float(np.float32(t.single_scale()))!r}f",
+            "zero_point": t.single_zero_point()}
+
+
 def _quantize(graph: Graph, op: Op, p: str) -> KernelCall:
     x, y = graph.tensor(op.inputs[0]), graph.tensor(op.outputs[0])
-    if x is not None and x.dtype in ("float32", "float16"):
-        raise Unsupported(f"{x.dtype} -> int8 QUANTIZE is not supported (the model input must be int8)")
+    if x is not None and x.dtype == "float32":
+        y = _require_int8(y, "output")
+        if op.inputs[0] not in graph.inputs:
+            raise Unsupported("float32 -> int8 QUANTIZE is supported at the model's input only")
+        return KernelCall(op, "aq_quantize_f32_s8", "aq_affine_params", _affine(y),
+                          [op.inputs[0], op.outputs[0]], comment=f"quantize float input {list(x.shape)}")
     x = _require_int8(x, "input")
     y = _require_int8(y, "output")
     mult, shift = fp.quantize_multiplier(x.single_scale() / y.single_scale())
     params = {"size": x.size, "input_zero_point": x.single_zero_point(),
               "output_zero_point": y.single_zero_point(), "multiplier": mult, "shift": shift}
     return KernelCall(op, "aq_quantize_s8", "aq_quantize_params", params,
-                      [op.inputs[0], op.outputs[0]], comment=f"requantize {list(x.shape)}")
+                      [op.inputs[0], op.outputs[0]], inplace=[(op.inputs[0], 0)],  # elementwise
+                      comment=f"requantize {list(x.shape)}")
+
+
+def _dequantize(graph: Graph, op: Op, p: str) -> KernelCall:
+    x, y = graph.tensor(op.inputs[0]), graph.tensor(op.outputs[0])
+    x = _require_int8(x, "input")
+    if y is None or y.dtype != "float32" or op.outputs[0] not in graph.outputs:
+        raise Unsupported("int8 -> float32 DEQUANTIZE is supported at the model's output only")
+    return KernelCall(op, "aq_dequantize_s8_f32", "aq_affine_params", _affine(x),
+                      [op.inputs[0], op.outputs[0]], comment=f"dequantize output {list(x.shape)}")
 
 
 LOWERINGS = {
+    "DEQUANTIZE": _dequantize,
     "RELU": _relu,
     "RELU6": _relu,
     "RELU_N1_TO_1": _relu,
@@ -558,11 +633,18 @@ LOWERINGS = {
 
 
 def check_io(graph: Graph, label: str) -> None:
-    """The model's input and output must be one int8 tensor each (a float model is refused)."""
-    for role, indices in (("input", graph.inputs), ("output", graph.outputs)):
+    """One input and one output tensor, int8 — or float32 at an edge that a QUANTIZE /
+    DEQUANTIZE converts (the converter's default float-interface models). A float model is
+    refused."""
+    readers = [op for op in graph.ops if graph.inputs and graph.inputs[0] in op.inputs]
+    writers = [op for op in graph.ops if graph.outputs and graph.outputs[0] in op.outputs]
+    for role, indices, edge_ops, edge in (("input", graph.inputs, readers, "QUANTIZE"),
+                                          ("output", graph.outputs, writers, "DEQUANTIZE")):
         if len(indices) != 1:
             raise AqError(f"{label}: aqedge runs models with one {role} tensor (this one has {len(indices)})")
         t = graph.tensors[indices[0]]
+        if t.dtype == "float32" and edge_ops and all(op.opcode == edge for op in edge_ops):
+            continue
         if t.dtype in ("float32", "float16"):
             raise AqError(f"{label} is a float model ({role} '{t.name}' is {t.dtype}): aqedge runs "
                           "full-integer models; convert with int8 quantization (aqedge convert)")

@@ -24,6 +24,7 @@ import jinja2
 
 from ..boards import Board
 from ..errors import AqError
+from ..flash import make_flash_targets
 from ..resources import data_dir
 
 #: type + seq + CRC-32 around every frame's payload (docs/protocol.md).
@@ -32,7 +33,7 @@ FRAME_OVERHEAD = 6
 PING_MAX = 64
 #: Prefix of the GNU Arm toolchain the generated Makefile uses.
 CROSS = "arm-none-eabi-"
-_TEMPLATES = ("Makefile", "linker.ld", "board_config.h")
+_TEMPLATES = ("Makefile", "linker.ld", "board_config.h", "README.md")
 _IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", "*.o", "*.d", ".*")
 
 
@@ -118,7 +119,8 @@ def write_project(board: Board, out_dir: Path, model_sources: list[str], rx_max:
         keep_trailing_newline=True,
         autoescape=False,
     )
-    context = {"board": board, "model_sources": list(model_sources), "rx_max": int(rx_max)}
+    context = {"board": board, "model_sources": list(model_sources), "rx_max": int(rx_max),
+               "flash": make_flash_targets(board)}
     for name in _TEMPLATES:
         text = env.get_template(f"{name}.j2").render(**context)
         _write_if_changed(out_dir / name, text.encode())

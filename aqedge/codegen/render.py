@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,8 @@ from .lower import ConstArray, KernelCall
 from .plan import MemoryPlan
 
 MODEL_SOURCES = ["model.c", "model_data.c"]
+#: Labels of the per-op profile (one entry per kernel call of aq_model_invoke()).
+PROFILE_OPS = "model_ops.json"
 
 
 def _c_values(values: np.ndarray, per_line: int = 16) -> str:
@@ -40,6 +43,8 @@ def render_model(graph: Graph, calls: list[KernelCall], plan: MemoryPlan, model_
     def tensor_ptr(arg: int | str) -> str:
         if isinstance(arg, str):
             return arg
+        if graph.tensors[arg].dtype == "float32":
+            return f"(float *)(aq_arena + {plan.offsets[arg]})"
         return f"aq_arena + {plan.offsets[arg]}"
 
     env.filters["c_values"] = _c_values
@@ -57,4 +62,9 @@ def render_model(graph: Graph, calls: list[KernelCall], plan: MemoryPlan, model_
     out_dir.mkdir(parents=True, exist_ok=True)
     for name in ("model.c", "model_data.c", "model_data.h"):
         (out_dir / name).write_text(env.get_template(name + ".j2").render(**context))
+    # The kernel calls in the order aq_model_invoke() makes them: the labels of the per-op
+    # profile the firmware returns (aq_model_op_hook, docs/protocol.md PROFILE).
+    (out_dir / PROFILE_OPS).write_text(json.dumps(
+        [{"op": c.op.index, "opcode": c.op.opcode, "kernel": c.kernel} for c in calls if c.kernel],
+        indent=1) + "\n")
     return list(MODEL_SOURCES)

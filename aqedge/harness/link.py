@@ -4,10 +4,18 @@ Works with a serial port (`/dev/ttyACM0`), QEMU's UART on a loopback socket
 (`socket://127.0.0.1:PORT`) or RFC 2217 (`rfc2217://host:port`). Reads always use timeouts
 (pyserial's `in_waiting` is unreliable on socket://); every request is retried a bounded number
 of times, and the bytes moved each way are counted for throughput figures.
+
+Retries: each attempt gets a fresh sequence number. The wait for an answer adapts to the link:
+after a few answers of a type it is 4x the median or 2x the slowest recent round trip (bounded by
+`timeout`), so a frame lost on the wire costs a fraction of a second rather than `timeout`;
+it doubles on each further attempt, and the pause between attempts backs off exponentially
+(capped at `max_backoff`). All attempts of one request carry the same payload, so an answer to
+any of them (a late one included) is the answer; answers to earlier requests are skipped.
 """
 
 from __future__ import annotations
 
+import statistics
 import time
 from types import TracebackType
 
@@ -31,6 +39,8 @@ class DeviceLink:
         retries: extra attempts after the first for a request that failed (timeout, ERROR
             frame, corrupt answer).
         backoff: seconds to wait before the first retry; doubles on each further retry.
+        max_backoff: the longest wait between two attempts.
+        min_timeout: the shortest adaptive wait for an answer.
     """
 
     def __init__(
@@ -38,19 +48,25 @@ class DeviceLink:
         url: str,
         baudrate: int = 115200,
         timeout: float = 5.0,
-        retries: int = 3,
+        retries: int = 5,
         backoff: float = 0.05,
+        max_backoff: float = 1.0,
+        min_timeout: float = 0.25,
     ) -> None:
         self.url = url
         self.baudrate = baudrate
         self.timeout = timeout
         self.retries = retries
         self.backoff = backoff
+        self.max_backoff = max_backoff
+        self.min_timeout = min_timeout
+        #: Recent round-trip times of successful attempts, by reply type.
+        self._rtts: dict[int, list[float]] = {}
         self.ready: p.ReadyInfo | None = None
         #: Bytes written to / read from the port since it was opened.
         self.bytes_sent = 0
         self.bytes_received = 0
-        #: Requests that needed more than one attempt, and frames from the device dropped as bad.
+        #: Extra attempts made (a request answered on its third attempt counts 2).
         self.retried_requests = 0
         self._ser: serial.SerialBase | None = None
         self._decoder = p.FrameDecoder()
@@ -100,6 +116,29 @@ class DeviceLink:
             frames = self._decoder.feed(data)
             if frames:
                 return frames
+
+    @property
+    def bad_frames(self) -> int:
+        """Frames from the device dropped as corrupt (bad COBS or CRC) since the port opened."""
+        return self._decoder.bad_frames
+
+    def _attempt_timeout(self, reply_type: int, attempt: int, timeout: float | None) -> float:
+        if timeout is not None:
+            return timeout
+        recent = self._rtts.get(reply_type, [])
+        if len(recent) < 3:
+            base = self.timeout
+        else:
+            # A late answer to an earlier attempt is accepted too, so a retry sent a little early
+            # costs one extra inference on the device, while waiting too long costs wall time.
+            typical = max(4 * statistics.median(recent), 2 * max(recent))
+            base = min(self.timeout, max(self.min_timeout, typical + 0.05))
+        return min(self.timeout, base * (2**attempt))
+
+    def _record_rtt(self, reply_type: int, seconds: float) -> None:
+        recent = self._rtts.setdefault(reply_type, [])
+        recent.append(seconds)
+        del recent[:-20]
 
     def _next_seq(self) -> int:
         self._seq = (self._seq + 1) & 0xFF
@@ -151,36 +190,44 @@ class DeviceLink:
     def request(self, msg_type: int, payload: bytes, reply_type: int, timeout: float | None = None) -> bytes:
         """Send a request and return the payload of its reply, retrying a bounded number of times.
 
-        An attempt fails on a timeout, an ERROR frame for this request or a corrupt frame from
-        the device; answers to older requests (stale seq) are skipped.
+        An attempt fails on a timeout, an ERROR frame for this attempt or a corrupt frame from
+        the device; answers to older requests (stale seq) are skipped. `timeout` fixes the wait
+        per attempt (default: adaptive, see the module docstring).
 
         Raises:
             LinkError: every attempt failed.
         """
-        wait = self.timeout if timeout is None else timeout
         problems: list[str] = []
         attempts = self.retries + 1
+        seqs: set[int] = set()
         for attempt in range(attempts):
             if attempt:
                 self.retried_requests += 1
-                time.sleep(self.backoff * (2 ** (attempt - 1)))
+                time.sleep(min(self.max_backoff, self.backoff * (2 ** (attempt - 1))))
+            wait = self._attempt_timeout(reply_type, attempt, timeout)
             seq = self._next_seq()
+            seqs.add(seq)
             bad_before = self._decoder.bad_frames
             # On a retry, a leading 0x00 closes whatever partial frame the device holds.
             self._write((b"\x00" if attempt else b"") + p.encode_frame(msg_type, seq, payload))
-            deadline = time.monotonic() + wait
-            problem = f"no answer within {wait:g} s"
+            sent_at = time.monotonic()
+            deadline = sent_at + wait
+            problem = f"no answer within {wait:.2g} s"
             while time.monotonic() < deadline:
                 frames = self._read_frames(deadline)
                 if not frames:
                     break
                 answered = False
                 for i, frame in enumerate(frames):
-                    if frame.seq != seq:
-                        continue  # stale answer to an earlier attempt
-                    if frame.type == reply_type:
+                    if frame.type == reply_type and frame.seq in seqs:
+                        # This attempt's answer or a late one to an earlier attempt of the same
+                        # request (same payload): either is the answer.
                         self._pending = frames[i + 1 :]
+                        if frame.seq == seq:
+                            self._record_rtt(reply_type, time.monotonic() - sent_at)
                         return frame.payload
+                    if frame.seq != seq:
+                        continue  # stale answer to an earlier request or attempt
                     if frame.type == p.MSG_ERROR:
                         code, version = p.parse_error(frame.payload)
                         if code == p.ERR_VERSION:
@@ -212,6 +259,16 @@ class DeviceLink:
             AqError: `input` does not have the model's input size.
             LinkError: no valid RESULT after the allowed attempts.
         """
+        data = self._check_input(input)
+        payload = self.request(p.MSG_INFER, data, p.MSG_RESULT, timeout)
+        try:
+            ticks, output = p.parse_result(payload)
+        except p.ProtocolError as exc:
+            raise LinkError(f"{self.url}: {exc}") from exc
+        self._check_output(output)
+        return ticks, output
+
+    def _check_input(self, input: bytes) -> bytes:
         if self.ready is None:
             raise AqError(f"{self.url}: call connect() before infer()")
         data = bytes(input)
@@ -220,17 +277,37 @@ class DeviceLink:
                 f"input of {len(data)} bytes, but the model on {self.ready.board_name} takes "
                 f"{self.ready.input_bytes}"
             )
-        payload = self.request(p.MSG_INFER, data, p.MSG_RESULT, timeout)
-        try:
-            ticks, output = p.parse_result(payload)
-        except p.ProtocolError as exc:
-            raise LinkError(f"{self.url}: {exc}") from exc
+        return data
+
+    def _check_output(self, output: bytes) -> None:
+        assert self.ready is not None
         if len(output) != self.ready.output_bytes:
             raise LinkError(
-                f"{self.url}: RESULT carries {len(output)} output bytes, READY announced "
+                f"{self.url}: the answer carries {len(output)} output bytes, READY announced "
                 f"{self.ready.output_bytes}"
             )
-        return ticks, output
+
+    def profile(self, input: bytes, timeout: float | None = None) -> tuple[int, list[int], bytes]:
+        """One inference that also times each op: (ticks, ticks of each op, output bytes).
+
+        Raises:
+            AqError: the firmware does not announce the PROFILE capability, or a wrong input size.
+            LinkError: no valid PROFILE_RESULT after the allowed attempts.
+        """
+        data = self._check_input(input)
+        assert self.ready is not None
+        if not self.ready.can_profile:
+            raise AqError(
+                f"the firmware on {self.ready.board_name} ({self.url}) does not report per-op ticks: "
+                "rebuild it with this aqedge (`aqedge build`) and reflash it to use --profile"
+            )
+        payload = self.request(p.MSG_PROFILE, data, p.MSG_PROFILE_RESULT, timeout)
+        try:
+            ticks, ops, output = p.parse_profile_result(payload)
+        except p.ProtocolError as exc:
+            raise LinkError(f"{self.url}: {exc}") from exc
+        self._check_output(output)
+        return ticks, ops, output
 
     def send_raw(self, data: bytes) -> None:
         """Write bytes as they are (diagnostics and tests: e.g. deliberately broken frames)."""

@@ -1,5 +1,9 @@
 """Host side of the aqedge serial protocol, version 1 (docs/protocol.md).
 
+Version 1 with the PROFILE extension: a device announces the optional messages it answers in
+READY's capability byte (0 in firmware that predates them), so hosts and devices of version 1
+keep working together; the version number changes only when an existing message changes.
+
 A frame on the wire is COBS(type, seq, payload, crc32_le(type + seq + payload)) + b"\\x00".
 This module is pure: bytes in, bytes out. The serial link itself is in link.py.
 """
@@ -16,10 +20,16 @@ PROTOCOL_VERSION = 1
 MSG_HELLO = 0x01
 MSG_PING = 0x02
 MSG_INFER = 0x03
+#: INFER that also returns the ticks of each op (capability CAP_PROFILE).
+MSG_PROFILE = 0x04
 MSG_ERROR = 0x7F
 MSG_READY = 0x81
 MSG_PONG = 0x82
 MSG_RESULT = 0x83
+MSG_PROFILE_RESULT = 0x84
+
+# READY capability flags (payload byte 1).
+CAP_PROFILE = 0x01
 
 # ERROR codes.
 ERR_BAD_CRC = 1
@@ -200,13 +210,19 @@ class ReadyInfo:
     #: SHA-256 of the .tflite the firmware was built from, as 64 hex digits.
     model_sha256: str
     board_name: str
+    #: CAP_* flags: optional messages the device answers.
+    capabilities: int = 0
+
+    @property
+    def can_profile(self) -> bool:
+        return bool(self.capabilities & CAP_PROFILE)
 
 
 def build_ready(info: ReadyInfo) -> bytes:
     """The READY payload for `info` (the inverse of parse_ready; for tests and simulators)."""
     return _READY_HEAD.pack(
         info.protocol_version,
-        0,
+        info.capabilities,
         info.timer_hz,
         info.arena_bytes,
         info.input_bytes,
@@ -223,7 +239,7 @@ def parse_ready(payload: bytes) -> ReadyInfo:
     """
     if len(payload) < _READY_HEAD.size:
         raise ProtocolError(f"READY payload of {len(payload)} bytes, expected at least {_READY_HEAD.size}")
-    version, _reserved, timer_hz, arena, n_in, n_out, sha = _READY_HEAD.unpack_from(payload)
+    version, caps, timer_hz, arena, n_in, n_out, sha = _READY_HEAD.unpack_from(payload)
     try:
         name = payload[_READY_HEAD.size :].decode("ascii")
     except UnicodeDecodeError as exc:
@@ -236,6 +252,7 @@ def parse_ready(payload: bytes) -> ReadyInfo:
         output_bytes=n_out,
         model_sha256=sha.hex(),
         board_name=name,
+        capabilities=caps,
     )
 
 
@@ -245,6 +262,18 @@ def parse_result(payload: bytes) -> tuple[int, bytes]:
         raise ProtocolError(f"RESULT payload of {len(payload)} bytes, expected at least 8")
     (ticks,) = struct.unpack_from("<Q", payload)
     return ticks, bytes(payload[8:])
+
+
+def parse_profile_result(payload: bytes) -> tuple[int, list[int], bytes]:
+    """Decode a PROFILE_RESULT payload into (ticks, per-op ticks, output tensor bytes)."""
+    if len(payload) < 12:
+        raise ProtocolError(f"PROFILE_RESULT payload of {len(payload)} bytes, expected at least 12")
+    ticks, n_ops = struct.unpack_from("<QI", payload)
+    end = 12 + 4 * n_ops
+    if len(payload) < end:
+        raise ProtocolError(f"PROFILE_RESULT announces {n_ops} ops but carries {len(payload) - 12} bytes")
+    ops = list(struct.unpack_from(f"<{n_ops}I", payload, 12))
+    return ticks, ops, bytes(payload[end:])
 
 
 def parse_error(payload: bytes) -> tuple[int, int]:

@@ -15,7 +15,7 @@ SOURCES = (*datasets.DATASETS, "random")
 
 @dataclass
 class Samples:
-    inputs: np.ndarray          # (N, *input shape without batch), int8, quantized
+    inputs: np.ndarray          # (N, *input shape without batch): int8 quantized, or float32
     labels: np.ndarray | None   # (N,) or None when the data has no labels (random)
     source: str
 
@@ -27,6 +27,8 @@ def load_samples(info: BuildInfo, source: str, count: int, seed: int = 0) -> Sam
         raise AqError(f"--samples must be at least 1 (got {count})")
     if source == "random":
         rng = np.random.default_rng(seed)
+        if info.input.dtype == "float32":
+            return Samples(rng.standard_normal((count, *shape), dtype=np.float32), None, source)
         return Samples(rng.integers(-128, 128, (count, *shape), dtype=np.int8), None, source)
     if source not in datasets.DATASETS:
         raise AqError(f"unknown dataset '{source}': choose one of {', '.join(SOURCES)}")
@@ -36,6 +38,8 @@ def load_samples(info: BuildInfo, source: str, count: int, seed: int = 0) -> Sam
                       f"model's input is {list(shape)}: use --dataset random")
     if count > len(images):
         raise AqError(f"{source} has {len(images)} test images; asked for {count}")
+    if info.input.dtype == "float32":  # the model quantizes its input itself
+        return Samples(images[:count].astype(np.float32), labels[:count].astype(np.int64), source)
     scale, zero_point = info.input.scale, info.input.zero_point
     q = np.clip(np.round(images[:count] / scale + zero_point), -128, 127).astype(np.int8)
     return Samples(q, labels[:count].astype(np.int64), source)

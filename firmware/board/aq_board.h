@@ -17,6 +17,12 @@ extern "C" {
  * Interrupts are enabled on return. */
 void aq_board_init(void);
 
+/* SoC bring-up (aq_soc_<driver>.c, picked by the board TOML's [soc] driver): clock tree to the
+ * board's rated frequency (oscillator, PLL, regulator, flash wait states, bus prescalers) and the
+ * UART's GPIO alternate function. Runs first in aq_board_init(). The "none" driver (emulated
+ * boards: QEMU's RCC is a stub whose ready bits never set) does nothing. */
+void aq_soc_init(void);
+
 /* UART driver (aq_uart_<driver>.c). */
 void aq_uart_init(void);
 /* Send n bytes; returns once the last byte is in the transmitter. */

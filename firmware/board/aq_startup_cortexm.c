@@ -67,6 +67,11 @@ void Reset_Handler(void)
         *dst++ = 0u;
     }
 
+#ifdef AQ_RUN_CONSTRUCTORS
+    /* C++ projects (the TFLite Micro export) need their static constructors run. */
+    extern void __libc_init_array(void);
+    __libc_init_array();
+#endif
     (void)main();
     for (;;) {
     }
@@ -87,6 +92,7 @@ void aq_fault_handler(void)
 
 void aq_board_init(void)
 {
+    aq_soc_init();
     aq_uart_init();
     aq_timer_init();
     __asm volatile("cpsie i" ::: "memory");

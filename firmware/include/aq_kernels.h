@@ -211,6 +211,16 @@ typedef struct {
 /* QUANTIZE int8 -> int8 (TFLite reference_ops::Requantize). */
 void aq_quantize_s8(const aq_quantize_params *p, const int8_t *input, int8_t *output);
 
+/* The model's float edges: QUANTIZE float32 -> int8 and DEQUANTIZE int8 -> float32. */
+typedef struct {
+  int32_t size;
+  float scale;
+  int32_t zero_point;
+} aq_affine_params;
+
+void aq_quantize_f32_s8(const aq_affine_params *p, const float *input, int8_t *output);
+void aq_dequantize_s8_f32(const aq_affine_params *p, const int8_t *input, float *output);
+
 #ifdef __cplusplus
 }
 #endif

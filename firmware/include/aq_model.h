@@ -25,6 +25,14 @@ const int8_t *aq_model_output(void);
 /* Run one inference on what aq_model_input() holds. Returns 0 on success. */
 int aq_model_invoke(void);
 
+/* Per-op profiling (optional). A generated model exports how many kernel calls its
+ * aq_model_invoke() makes, and calls aq_model_op_hook(i) right after call i (0-based) whenever
+ * the hook is set (NULL: no profiling, one load and branch per op). Declared weak so the firmware
+ * also links with models that lack them (hand-written test models): their addresses are then
+ * NULL and the device announces no profiling capability. */
+extern const uint32_t aq_model_op_count __attribute__((weak));
+extern void (*aq_model_op_hook)(uint32_t op) __attribute__((weak));
+
 #ifdef __cplusplus
 }
 #endif

@@ -195,8 +195,9 @@ static void aq_writer_put(aq_cobs_writer_t *w, const uint8_t *p, size_t n)
     }
 }
 
-void aq_protocol_send(uint8_t type, uint8_t seq, const uint8_t *a, size_t na, const uint8_t *b,
-                      size_t nb)
+/* Send one frame whose payload is the concatenation of a, b and c (any may be empty). */
+static void aq_protocol_send3(uint8_t type, uint8_t seq, const uint8_t *a, size_t na,
+                              const uint8_t *b, size_t nb, const uint8_t *c, size_t nc)
 {
     static aq_cobs_writer_t w; /* static: keeps 256 bytes off the stack */
     uint8_t head[2] = {type, seq};
@@ -204,6 +205,7 @@ void aq_protocol_send(uint8_t type, uint8_t seq, const uint8_t *a, size_t na, co
     uint32_t crc = aq_crc32(0u, head, 2u);
     crc = aq_crc32(crc, a, na);
     crc = aq_crc32(crc, b, nb);
+    crc = aq_crc32(crc, c, nc);
     aq_put_u32le(tail, crc);
     tail[4] = 0u;
 
@@ -211,9 +213,25 @@ void aq_protocol_send(uint8_t type, uint8_t seq, const uint8_t *a, size_t na, co
     aq_writer_put(&w, head, 2u);
     aq_writer_put(&w, a, na);
     aq_writer_put(&w, b, nb);
+    aq_writer_put(&w, c, nc);
     aq_writer_put(&w, tail, 4u);
     aq_writer_flush(&w);
     aq_uart_write(&tail[4], 1u); /* delimiter */
+}
+
+void aq_protocol_send(uint8_t type, uint8_t seq, const uint8_t *a, size_t na, const uint8_t *b,
+                      size_t nb)
+{
+    aq_protocol_send3(type, seq, a, na, b, nb, NULL, 0u);
+}
+
+uint8_t aq_protocol_capabilities(void)
+{
+    /* Weak symbols (aq_model.h): NULL when the model was not generated with profiling. */
+    if (&aq_model_op_count != NULL && &aq_model_op_hook != NULL && aq_model_op_count > 0u) {
+        return (uint8_t)AQ_CAP_PROFILE;
+    }
+    return 0u;
 }
 
 void aq_protocol_send_error(uint8_t seq, uint8_t code)
@@ -227,7 +245,7 @@ void aq_protocol_send_ready(uint8_t seq)
     static const char name[] = AQ_BOARD_NAME;
     uint8_t p[18 + 32];
     p[0] = (uint8_t)AQ_PROTOCOL_VERSION;
-    p[1] = 0u;
+    p[1] = aq_protocol_capabilities();
     aq_put_u32le(p + 2, aq_timer_hz());
     aq_put_u32le(p + 6, aq_model_arena_bytes);
     aq_put_u32le(p + 10, aq_model_input_bytes);
@@ -281,21 +299,35 @@ void aq_protocol_handle(const aq_frame_t *f, aq_infer_fn on_infer)
             aq_protocol_send(AQ_MSG_PONG, f->seq, f->payload, f->len, NULL, 0u);
         }
         break;
-    case AQ_MSG_INFER: {
+    case AQ_MSG_INFER:
+    case AQ_MSG_PROFILE: {
+        int profiled = f->type == AQ_MSG_PROFILE;
+        if (profiled && (aq_protocol_capabilities() & AQ_CAP_PROFILE) == 0u) {
+            aq_protocol_send_error(f->seq, AQ_ERR_UNKNOWN_TYPE);
+            break;
+        }
         if (f->len != aq_model_input_bytes) {
             aq_protocol_send_error(f->seq, AQ_ERR_BAD_LENGTH);
             break;
         }
         uint64_t ticks = 0u;
-        if (on_infer(f->payload, f->len, &ticks) != 0) {
+        aq_profile_t profile = {NULL, 0u};
+        if (on_infer(f->payload, f->len, &ticks, profiled ? &profile : NULL) != 0) {
             aq_protocol_send_error(f->seq, AQ_ERR_INVOKE_FAILED);
             break;
         }
-        uint8_t t[8];
+        uint8_t t[12];
         aq_put_u32le(t, (uint32_t)ticks);
         aq_put_u32le(t + 4, (uint32_t)(ticks >> 32));
-        aq_protocol_send(AQ_MSG_RESULT, f->seq, t, sizeof t, (const uint8_t *)aq_model_output(),
-                         aq_model_output_bytes);
+        if (profiled) {
+            aq_put_u32le(t + 8, profile.n_ops);
+            aq_protocol_send3(AQ_MSG_PROFILE_RESULT, f->seq, t, sizeof t, profile.op_ticks_le,
+                              (size_t)profile.n_ops * 4u, (const uint8_t *)aq_model_output(),
+                              aq_model_output_bytes);
+        } else {
+            aq_protocol_send(AQ_MSG_RESULT, f->seq, t, 8u, (const uint8_t *)aq_model_output(),
+                             aq_model_output_bytes);
+        }
         break;
     }
     default:

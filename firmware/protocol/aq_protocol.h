@@ -20,10 +20,21 @@ extern "C" {
 #define AQ_MSG_HELLO 0x01u
 #define AQ_MSG_PING 0x02u
 #define AQ_MSG_INFER 0x03u
+#define AQ_MSG_PROFILE 0x04u /* INFER that also times each op (capability AQ_CAP_PROFILE) */
 #define AQ_MSG_ERROR 0x7Fu
 #define AQ_MSG_READY 0x81u
 #define AQ_MSG_PONG 0x82u
 #define AQ_MSG_RESULT 0x83u
+#define AQ_MSG_PROFILE_RESULT 0x84u
+
+/* Capability flags, READY payload byte 1 (reserved and 0 in firmware before them). */
+#define AQ_CAP_PROFILE 0x01u /* the model reports per-op ticks: PROFILE is answered */
+
+/* Most ops a PROFILE_RESULT reports (later ops are timed into the last entry's successor
+ * and not reported; the host sees n_ops < the model's op count). */
+#ifndef AQ_PROFILE_MAX_OPS
+#define AQ_PROFILE_MAX_OPS 256u
+#endif
 
 /* ERROR codes. A frame whose COBS encoding is broken (a block cut short by the delimiter)
  * counts as a bad CRC: its integrity check failed. */
@@ -101,12 +112,23 @@ void aq_protocol_send_ready(uint8_t seq);
  * and never returned. */
 void aq_protocol_receive(aq_frame_t *out);
 
+/* Per-op ticks of one profiled inference: n_ops little-endian u32 values at op_ticks_le. */
+typedef struct {
+    const uint8_t *op_ticks_le;
+    uint32_t n_ops;
+} aq_profile_t;
+
 /* Runs one inference on `input` (exactly aq_model_input_bytes) and stores the elapsed timer
- * ticks; returns 0 on success. The output is read from aq_model_output(). */
-typedef int (*aq_infer_fn)(const uint8_t *input, uint32_t n, uint64_t *ticks);
+ * ticks; returns 0 on success. The output is read from aq_model_output(). With `profile`
+ * non-NULL the ticks of each op are recorded too and described in *profile. */
+typedef int (*aq_infer_fn)(const uint8_t *input, uint32_t n, uint64_t *ticks, aq_profile_t *profile);
+
+/* The capability flags this firmware announces in READY (AQ_CAP_*). */
+uint8_t aq_protocol_capabilities(void);
 
 /* Answer one received frame: HELLO -> READY (or ERROR 5), PING -> PONG, INFER -> on_infer then
- * RESULT, anything else -> ERROR 3; wrong payload lengths -> ERROR 2. */
+ * RESULT, PROFILE -> on_infer with a profile then PROFILE_RESULT (ERROR 3 without the
+ * capability), anything else -> ERROR 3; wrong payload lengths -> ERROR 2. */
 void aq_protocol_handle(const aq_frame_t *frame, aq_infer_fn on_infer);
 
 #ifdef __cplusplus

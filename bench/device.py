@@ -1,0 +1,274 @@
+"""Device figures against TFLite Micro + CMSIS-NN (issue 5): per model and board, instructions
+per inference, MACs, arena, stack high-water mark, runtime code and weight bytes.
+
+    .venv/bin/python bench/device.py [--boards qemu-mps2-an386 qemu-stm32f405] [--samples 20]
+                                     [--demo build/demo] [--extra model.tflite ...]
+
+Writes bench/results/device.{json,md}. JSON rows: {model, board, instructions, macs,
+arena_bytes, stack_bytes, code_bytes, weight_bytes} plus bit-exactness and the ratios to the
+peer figures (measured on QEMU mps2-an386, -icount shift=0, gcc 12.2 -O2).
+
+- instructions: median over `--samples` random inputs, QEMU -icount shift=0 (not time); every
+  output is checked against TFLite Micro (bit_exact_samples).
+- macs: from the graph (conv: out pixels x out channels x kernel taps x filter depth;
+  depthwise: out pixels x out channels x taps; fully connected: batches x out x depth).
+- code_bytes: text + rodata of the image (.isr_vector, .text, .rodata, .ARM.*) minus the
+  model's constant data (every op<N>_* array of model_data.c: weights, biases, requantisation
+  tables), like the peers' "text + rodata without the model's weights".
+- weight_bytes: filter + bias bytes (INT4 filters packed two per byte).
+- The demo's Fashion-MNIST models (issue 5: "W4A4 no slower per MAC than its INT8 twin, weight
+  bytes <= 0.55x"): `fashion_w4a4` is `<demo>/model.tflite` (`aqedge run` output: adaptive W4A4,
+  INT4 weights but the first and last layer) and `fashion_int8` its twin, the same float
+  `<demo>/model.keras` converted to full int8 (aqedge.convert.ptq). Without them, both are
+  trained small here (1 epoch float + 1 epoch QAT on 12,000 images) into build/bench-demo/.
+- stack_bytes: high-water mark. QEMU starts with RAM zeroed, so after one inference the
+  deepest non-zero word of the stack section, read through the QEMU monitor, marks it (a lower
+  bound if the deepest words happened to be written as zeros).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from aqedge import flash as aqflash
+from aqedge.boards import resolve
+from aqedge.codegen.build import build
+from aqedge.codegen.graph import read_tflite
+from aqedge.codegen.lower import lower
+from aqedge.harness.link import DeviceLink
+from aqedge.harness.session import metrics, run_session
+
+REPO = Path(__file__).resolve().parent.parent
+MLPERF = REPO.parent / "shared" / "models" / "mlperf-tiny"
+RESULTS = REPO / "bench" / "results"
+CROSS = "arm-none-eabi-"
+#: Issue 5: TFLM reference / TFLM + CMSIS-NN instructions, TFLM arena and code bytes.
+PEERS = {
+    "ic_resnet8_int8.tflite": {"tflm_ref": 107_291_560, "tflm_cmsis": 29_862_440,
+                               "arena": 54_996, "code": 99_196},
+    "kws_dscnn_int8.tflite": {"tflm_ref": 43_023_800, "tflm_cmsis": 7_697_720,
+                              "arena": 22_772, "code": 104_614},
+}
+
+
+def count_macs(path: Path) -> int:
+    graph = read_tflite(path)
+    macs = 0
+    for call in lower(graph, str(path)):
+        p, k = call.params, call.kernel or ""
+        if k.startswith("aq_conv_"):
+            macs += p["out_h"] * p["out_w"] * p["out_c"] * p["k_h"] * p["k_w"] * p["filter_in_c"]
+        elif k.startswith("aq_depthwise_conv_"):
+            macs += p["out_h"] * p["out_w"] * p["out_c"] * p["k_h"] * p["k_w"]
+        elif k.startswith("aq_fully_connected_"):
+            macs += p["batches"] * p["out_c"] * p["accum_depth"]
+    return macs
+
+
+def _symbols(elf: Path) -> dict[str, tuple[int, int]]:
+    """name -> (address, size) of every sized symbol."""
+    out = subprocess.run([f"{CROSS}nm", "-S", str(elf)], capture_output=True, text=True, check=True).stdout
+    syms = {}
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) == 4:
+            syms[parts[3]] = (int(parts[0], 16), int(parts[1], 16))
+        elif len(parts) == 3:
+            syms[parts[2]] = (int(parts[0], 16), 0)
+    return syms
+
+
+def image_bytes(elf: Path) -> tuple[int, int]:
+    """(code_bytes, weight_bytes) of a linked image."""
+    out = subprocess.run([f"{CROSS}size", "-A", str(elf)], capture_output=True, text=True, check=True).stdout
+    ro = 0
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) == 3 and parts[1].isdigit() and (
+                parts[0] in (".isr_vector", ".text", ".rodata") or parts[0].startswith(".ARM")):
+            ro += int(parts[1])
+    syms = _symbols(elf)
+    model_data = sum(size for name, (_, size) in syms.items() if re.fullmatch(r"op\d+_\w+", name))
+    weights = sum(size for name, (_, size) in syms.items()
+                  if re.fullmatch(r"op\d+_(filter|weights|bias)", name))
+    return ro - model_data, weights
+
+
+def stack_high_water(board, build_dir: Path, x: np.ndarray) -> int | None:
+    """Run one inference under QEMU with a monitor socket and find the deepest stack word used."""
+    syms = _symbols(build_dir / "firmware.elf")
+    if "_sstack" not in syms or "_estack" not in syms:
+        return None
+    lo, hi = syms["_sstack"][0], syms["_estack"][0]
+    mon_path = Path(tempfile.mkdtemp()) / "mon.sock"
+    original = aqflash.qemu_command
+
+    def with_monitor(b, elf, fd):
+        cmd = original(b, elf, fd)
+        i = cmd.index("-monitor")
+        cmd[i + 1] = f"unix:{mon_path},server=on,wait=off"
+        return cmd
+
+    aqflash.qemu_command = with_monitor
+    try:
+        with aqflash.boot_emulated(board, build_dir / "firmware.elf") as emu:
+            with DeviceLink(emu.url) as link:
+                link.connect(20.0)
+                link.infer(x.tobytes())
+                mon = socket.socket(socket.AF_UNIX)
+                mon.connect(str(mon_path))
+                mon.settimeout(5.0)
+                words = (hi - lo) // 4
+                mon.sendall(f"xp /{words}wx {lo:#x}\n".encode())
+                data, end = b"", time.monotonic() + 30
+                last = f"{hi - 16:x}:".encode()
+                while time.monotonic() < end and last not in data:
+                    try:
+                        chunk = mon.recv(1 << 20)
+                    except socket.timeout:
+                        break
+                    if not chunk:
+                        break
+                    data += chunk
+                mon.close()
+    finally:
+        aqflash.qemu_command = original
+    deepest = None
+    for m in re.finditer(r"([0-9a-f]{8,16}):((?:[ \t]+0x[0-9a-f]{8})+)", data.decode(errors="replace")):
+        addr = int(m.group(1), 16)
+        for j, w in enumerate(m.group(2).split()):
+            if int(w, 16) != 0:
+                a = addr + 4 * j
+                deepest = a if deepest is None else min(deepest, a)
+    return None if deepest is None else hi - deepest
+
+
+DEMO_W4A4, DEMO_INT8 = "fashion_w4a4.tflite", "fashion_int8.tflite"
+
+
+def demo_models(demo: Path) -> tuple[Path, Path]:
+    """(W4A4, INT8 twin) .tflite of the demo's Fashion-MNIST CNN, made if missing."""
+    import keras
+
+    from aqedge import datasets, example
+    from aqedge.convert import convert_keras
+    from aqedge.convert.ptq import convert_int8
+    from aqedge.train import quantize_and_finetune
+
+    out = REPO / "build" / "bench-demo"
+    out.mkdir(parents=True, exist_ok=True)
+    w4a4, int8 = out / DEMO_W4A4, out / DEMO_INT8
+    x, y = datasets.load("fashion-mnist", "train")
+    demo_tflite, demo_keras = demo / "model.tflite", demo / "model.keras"
+    if demo_tflite.is_file() and _has_int4(demo_tflite) and demo_keras.is_file():
+        w4a4.write_bytes(demo_tflite.read_bytes())
+        int8.write_bytes(convert_int8(keras.models.load_model(demo_keras), x))
+        return w4a4, int8
+    if not (w4a4.is_file() and int8.is_file() and _has_int4(w4a4)):
+        # An older `aqedge run` output holds a plain int8 model.tflite: reuse its float model.
+        if demo_keras.is_file():
+            print(f"{demo_tflite} has no INT4 weights: W4A4 fine-tuned here from {demo_keras}", flush=True)
+            model = keras.models.load_model(demo_keras)
+        else:
+            print(f"no {demo_keras}: training a small Fashion-MNIST CNN", flush=True)
+            model = example.train_float(x[:12000], y[:12000], epochs=1, seed=0)
+        int8.write_bytes(convert_int8(model, x))
+        qat = quantize_and_finetune(model, x[:12000], y[:12000], 1, seed=0, weight_bits=4,
+                                    activation_bits=4, first_last_bits=8)
+        w4a4.write_bytes(convert_keras(qat, x))
+    return w4a4, int8
+
+
+def _has_int4(path: Path) -> bool:
+    graph = read_tflite(path)
+    return any(t.dtype == "int4" for t in graph.tensors if t is not None)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--boards", nargs="+", default=["qemu-mps2-an386", "qemu-stm32f405"])
+    parser.add_argument("--samples", type=int, default=20)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--demo", type=Path, default=REPO / "build" / "demo",
+                        help="`aqedge run` output with model.tflite (W4A4) and model.keras (float)")
+    parser.add_argument("--no-demo", action="store_true", help="skip the Fashion-MNIST pair")
+    parser.add_argument("--extra", nargs="*", default=[], help="more .tflite models")
+    args = parser.parse_args()
+    models = sorted(MLPERF.glob("*.tflite")) + [Path(e) for e in args.extra]
+    if not args.no_demo:
+        models += list(demo_models(args.demo))
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for board_name in args.boards:
+            board, _ = resolve(board_name)
+            for path in models:
+                out = Path(tmp) / board.name / path.stem
+                info = build(path, board, out)
+                m = metrics(run_session(board, out, "random", args.samples, args.seed))
+                code, weights = image_bytes(out / "firmware.elf")
+                shape = info.input.shape
+                x = np.random.default_rng(args.seed).integers(-128, 128, shape, dtype=np.int8)
+                stack = stack_high_water(board, out, x)
+                macs = count_macs(path)
+                measured = m["samples"] - len(m["failed_samples"])
+                row = {"model": path.name, "board": board.name,
+                       "instructions": m["latency"]["median"], "macs": macs,
+                       "arena_bytes": info.arena_bytes, "stack_bytes": stack,
+                       "code_bytes": code, "weight_bytes": weights,
+                       "instructions_per_mac": round(m["latency"]["median"] / macs, 3) if macs else None,
+                       "bit_exact_samples": round(m["device_matches_reference"] * measured),
+                       "samples": m["samples"], "static_ram_bytes": info.ram_bytes - board.stack_bytes}
+                peer = PEERS.get(path.name)
+                if peer:
+                    row["vs_tflm_cmsis_instructions"] = round(row["instructions"] / peer["tflm_cmsis"], 3)
+                    row["vs_tflm_ref_instructions"] = round(row["instructions"] / peer["tflm_ref"], 3)
+                    row["vs_tflm_arena"] = round(row["arena_bytes"] / peer["arena"], 3)
+                    row["vs_tflm_cmsis_code"] = round(row["code_bytes"] / peer["code"], 3)
+                rows.append(row)
+                print(row, flush=True)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "device.json").write_text(json.dumps(rows, indent=2) + "\n")
+    lines = ["| model | board | instructions | MACs | instr/MAC | arena B | stack B | static RAM B | code B | weight B | bit-exact | x TFLM+CMSIS instr | x TFLM arena | x TFLM+CMSIS code |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for r in rows:
+        def f(key):
+            v = r.get(key)
+            return "-" if v is None else (f"{v:,}" if isinstance(v, int) else f"{v}")
+        lines.append(f"| {r['model']} | {r['board']} | {f('instructions')} | {f('macs')} | "
+                     f"{f('instructions_per_mac')} | {f('arena_bytes')} | {f('stack_bytes')} | "
+                     f"{f('static_ram_bytes')} | {f('code_bytes')} | {f('weight_bytes')} | "
+                     f"{r['bit_exact_samples']}/{r['samples']} | {f('vs_tflm_cmsis_instructions')} | "
+                     f"{f('vs_tflm_arena')} | {f('vs_tflm_cmsis_code')} |")
+    lines += ["", "Instructions: QEMU -icount shift=0 median (not time). Peers (issue 5, mps2-an386): "
+              "ResNet-8 TFLM+CMSIS-NN 29,862,440 instr, arena 54,996 B, code 99,196 B; DS-CNN "
+              "7,697,720 instr, arena 22,772 B, code 104,614 B. Stack: deepest non-zero word of the "
+              "(initially zero) stack after one inference. Static RAM: .data + .bss (arena, buffers)."]
+    pairs = []
+    for board_name in args.boards:
+        by = {r["model"]: r for r in rows if r["board"] == resolve(board_name)[0].name}
+        if DEMO_W4A4 in by and DEMO_INT8 in by:
+            a, b = by[DEMO_W4A4], by[DEMO_INT8]
+            pairs.append(f"| {a['board']} | {a['instructions_per_mac']} | {b['instructions_per_mac']} | "
+                         f"{a['instructions_per_mac'] / b['instructions_per_mac']:.3f} | "
+                         f"{a['weight_bytes']:,} | {b['weight_bytes']:,} | "
+                         f"{a['weight_bytes'] / b['weight_bytes']:.3f} |")
+    if pairs:
+        lines += ["", "Fashion-MNIST W4A4 against its INT8 twin (issue 5: per-MAC ratio <= 1, "
+                  "weight ratio <= 0.55):", "",
+                  "| board | W4A4 instr/MAC | INT8 instr/MAC | ratio | W4A4 weight B | INT8 weight B | ratio |",
+                  "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"] + pairs
+    (RESULTS / "device.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,252 @@
+/* Shared machinery of the Cortex-M4/M7 kernels (ARMv7E-M DSP extension, ACLE <arm_acle.h>).
+ * Private to firmware/kernels/cortex-m/; every kernel here is bit-exact with its portable twin
+ * in firmware/kernels/ (TFLite Micro's reference arithmetic).
+ *
+ * MAC kernels (conv, fully connected) expand the activations of two output pixels at a time
+ * into an int16 "column" buffer on the stack, input offset added, in the lane order that
+ * SXTB16 gives the weights, and then run a 2-channel x 2-pixel SMLAD loop that reads int8 or
+ * packed INT4 weights straight from flash (unpacked in registers, never copied to RAM).
+ *
+ * Requantisation is fused into the output loop. Its fast form needs |acc| < 2^30 and a right
+ * shift on every channel (the normal case); each kernel checks that once per call from the
+ * weight count and the biases, and otherwise uses the portable aq_requantize(). */
+#ifndef AQ_CM_IMPL_H
+#define AQ_CM_IMPL_H
+
+#include <arm_acle.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "aq_kernels.h"
+#include "aq_math.h"
+
+#if !defined(__ARM_FEATURE_SIMD32) || !defined(__ARM_FEATURE_DSP)
+#error "firmware/kernels/cortex-m/ needs a core with the DSP extension (Cortex-M4/M7)"
+#endif
+
+#define AQ_CM_INLINE static inline __attribute__((always_inline))
+
+/* A 32-bit load from any address (LDR allows unaligned access on ARMv7-M). */
+AQ_CM_INLINE uint32_t aq_cm_ld32(const void *p) {
+  uint32_t v;
+  memcpy(&v, p, 4);
+  return v;
+}
+
+AQ_CM_INLINE uint32_t aq_cm_ld16(const void *p) {
+  uint16_t v;
+  memcpy(&v, p, 2);
+  return v;
+}
+
+/* SXTB16 of x rotated by 8: bytes 1 and 3 sign-extended to two halfwords. */
+AQ_CM_INLINE uint32_t aq_cm_sxtb16_ror8(uint32_t x) {
+  uint32_t r;
+  __asm__("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(x));
+  return r;
+}
+
+/* a + SXTB16(x ror 8), per halfword. */
+AQ_CM_INLINE uint32_t aq_cm_sxtab16_ror8(uint32_t a, uint32_t x) {
+  uint32_t r;
+  __asm__("sxtab16 %0, %1, %2, ror #8" : "=r"(r) : "r"(a), "r"(x));
+  return r;
+}
+
+/* (a * b + 2^31) >> 32. */
+AQ_CM_INLINE int32_t aq_cm_smmulr(int32_t a, int32_t b) {
+  int32_t r;
+  __asm__("smmulr %0, %1, %2" : "=r"(r) : "r"(a), "r"(b));
+  return r;
+}
+
+/* Signed 16-bit lanes x bottom/top halves. */
+AQ_CM_INLINE int32_t aq_cm_smlabb(uint32_t a, uint32_t b, int32_t acc) {
+  int32_t r;
+  __asm__("smlabb %0, %1, %2, %3" : "=r"(r) : "r"(a), "r"(b), "r"(acc));
+  return r;
+}
+
+AQ_CM_INLINE int32_t aq_cm_smlatt(uint32_t a, uint32_t b, int32_t acc) {
+  int32_t r;
+  __asm__("smlatt %0, %1, %2, %3" : "=r"(r) : "r"(a), "r"(b), "r"(acc));
+  return r;
+}
+
+/* The offset in both halfwords, for SXTAB16. */
+AQ_CM_INLINE uint32_t aq_cm_dup16(int32_t v) {
+  return ((uint32_t)v & 0xFFFFu) * 0x10001u;
+}
+
+/* True when the fast requantisation is exact for every channel: |acc << left shift| < 2^30
+ * given `max_abs_products` (bound of the sum of products) and the biases. */
+AQ_CM_INLINE int aq_cm_fast_ok(const aq_requant *q, const int32_t *bias, int32_t channels,
+                               int64_t max_abs_products) {
+  int64_t max_bias = 0;
+  int32_t max_left = 0;
+  for (int32_t c = 0; c < channels; ++c) {
+    if (q->multiplier[c] < 0 || q->shift[c] > 30) return 0;
+    if (q->shift[c] > max_left) max_left = q->shift[c];
+    if (bias) {
+      const int64_t b = bias[c] < 0 ? -(int64_t)bias[c] : bias[c];
+      if (b > max_bias) max_bias = b;
+    }
+  }
+  return max_abs_products + max_bias < ((int64_t)1 << (30 - max_left));
+}
+
+/* ---- The 4-pixel column buffer ----
+ * Elements are grouped in chunks of AQ_CM_CHUNK(s4) (4 for int8 weights, 8 for INT4). A chunk
+ * holds int16 pairs (input offset added, then doubled: see aq_cm_out2) in the order the weight
+ * word unpacks to, each pair for the four pixels A B C D in a row (one LDM):
+ *   int8:  (x0,x2) (x1,x3)                   SXTB16(w), SXTB16(w ror 8)
+ *   INT4:  (x0,x4) (x2,x6) (x1,x5) (x3,x7)   SXTB16(lo), SXTB16(lo ror 8), same for hi, where
+ *          lo = (w << 4) & 0xF0F0F0F0 (even elements x16), hi = w & 0xF0F0F0F0 (odd x16)
+ * The last K % chunk elements follow as plain int16, 8 per pixel. */
+#define AQ_CM_CHUNK(s4) ((s4) ? 8 : 4)
+#define AQ_CM_PAIRS(s4) ((s4) ? 4 : 2)
+#define AQ_CM_PIXELS 4
+
+/* Words of column buffer for K elements. */
+AQ_CM_INLINE int32_t aq_cm_col_words(int32_t K, int s4) {
+  return (K / AQ_CM_CHUNK(s4)) * AQ_CM_PIXELS * AQ_CM_PAIRS(s4) + 4 * AQ_CM_PIXELS;
+}
+
+/* Element k (already offset and doubled) of pixel pix. */
+AQ_CM_INLINE void aq_cm_put(uint32_t *col, int32_t kc, int pix, int32_t k, int32_t v, int s4) {
+  const int32_t chunk = k / AQ_CM_CHUNK(s4);
+  int16_t *h;
+  if (chunk < kc) {
+    const int32_t e = k % AQ_CM_CHUNK(s4);
+    const int32_t pair = s4 ? (((e & 1) << 1) | ((e >> 1) & 1)) : (e & 1);
+    const int32_t half = s4 ? ((e >> 2) & 1) : ((e >> 1) & 1);
+    h = (int16_t *)(col + (chunk * AQ_CM_PAIRS(s4) + pair) * AQ_CM_PIXELS + pix) + half;
+  } else {
+    h = (int16_t *)(col + kc * AQ_CM_PAIRS(s4) * AQ_CM_PIXELS) + pix * 8 + (k - kc * AQ_CM_CHUNK(s4));
+  }
+  *h = (int16_t)v;
+}
+
+/* Append n int8 elements from src (or n padding elements, 0 after the offset, when src is
+ * NULL) at element k of pixel pix; returns the next k. Values are stored as 2 * (x + offset). */
+static inline int32_t aq_cm_put_run(uint32_t *col, int32_t kc, int pix, int32_t k,
+                                    const int8_t *src, int32_t n, uint32_t off2, int s4) {
+  const int32_t chunk = AQ_CM_CHUNK(s4), stride = AQ_CM_PIXELS;
+  while (n > 0 && (k % chunk) != 0) {
+    aq_cm_put(col, kc, pix, k++, src ? 2 * (*src++ + (int16_t)off2) : 0, s4);
+    --n;
+  }
+  uint32_t *dst = col + (k / chunk) * AQ_CM_PAIRS(s4) * stride + pix;
+  int32_t full = n / chunk;
+  if (full > kc - k / chunk) full = kc - k / chunk;
+  if (full > 0) {
+    if (s4) {
+      if (src) {
+        for (int32_t j = 0; j < full; ++j, src += 8, dst += 4 * stride) {
+          const uint32_t a = aq_cm_ld32(src), b = aq_cm_ld32(src + 4);
+          uint32_t al = __sxtab16(off2, a), ah = aq_cm_sxtab16_ror8(off2, a);
+          uint32_t bl = __sxtab16(off2, b), bh = aq_cm_sxtab16_ror8(off2, b);
+          al = __sadd16(al, al); ah = __sadd16(ah, ah);
+          bl = __sadd16(bl, bl); bh = __sadd16(bh, bh);
+          dst[0] = (al & 0xFFFFu) | (bl << 16);
+          dst[stride] = (bl & 0xFFFF0000u) | (al >> 16);
+          dst[2 * stride] = (ah & 0xFFFFu) | (bh << 16);
+          dst[3 * stride] = (bh & 0xFFFF0000u) | (ah >> 16);
+        }
+      } else {
+        for (int32_t j = 0; j < full; ++j, dst += 4 * stride)
+          dst[0] = dst[stride] = dst[2 * stride] = dst[3 * stride] = 0;
+      }
+    } else {
+      if (src) {
+        for (int32_t j = 0; j < full; ++j, src += 4, dst += 2 * stride) {
+          const uint32_t a = aq_cm_ld32(src);
+          const uint32_t lo = __sxtab16(off2, a), hi = aq_cm_sxtab16_ror8(off2, a);
+          dst[0] = __sadd16(lo, lo);
+          dst[stride] = __sadd16(hi, hi);
+        }
+      } else {
+        for (int32_t j = 0; j < full; ++j, dst += 2 * stride) dst[0] = dst[stride] = 0;
+      }
+    }
+    k += full * chunk;
+    n -= full * chunk;
+  }
+  while (n > 0) {
+    aq_cm_put(col, kc, pix, k++, src ? 2 * (*src++ + (int16_t)off2) : 0, s4);
+    --n;
+  }
+  return k;
+}
+
+/* Weight element i of an int8 / packed INT4 filter row. */
+AQ_CM_INLINE int32_t aq_cm_weight(const void *w, int32_t i, int s4) {
+  if (!s4) return ((const int8_t *)w)[i];
+  const int8_t byte = ((const int8_t *)w)[i >> 1];
+  return (i & 1) ? (byte >> 4) : ((int8_t)(byte << 4) >> 4);
+}
+
+/* What the per-quad matmul needs about a layer (filled once per kernel call). */
+typedef struct {
+  int32_t K, kc, tail, row_bytes, n_ch, out_stride;
+  const void *filter;
+  const int32_t *bias;
+  const aq_requant *q;
+  int32_t full_range;     /* act range is [-128, 127]: SSAT alone clamps */
+  int32_t off2p1;         /* 2 * output_offset + 1 */
+  int32_t all_right;      /* every channel's shift is a right shift */
+} aq_cm_mm;
+
+AQ_CM_INLINE void aq_cm_mm_init(aq_cm_mm *mm, int32_t K, const void *filter, const int32_t *bias,
+                                int32_t n_ch, const aq_requant *q, int32_t out_stride, int s4) {
+  mm->K = K;
+  mm->kc = K / AQ_CM_CHUNK(s4);
+  mm->tail = K - mm->kc * AQ_CM_CHUNK(s4);
+  mm->row_bytes = s4 ? K / 2 : K;
+  mm->n_ch = n_ch;
+  mm->out_stride = out_stride;
+  mm->filter = filter;
+  mm->bias = bias;
+  mm->q = q;
+  mm->full_range = q->act_min <= -128 && q->act_max >= 127;
+  mm->off2p1 = 2 * q->output_offset + 1;
+  mm->all_right = 1;
+  for (int32_t c = 0; c < n_ch; ++c) mm->all_right &= q->shift[c] < 0;
+}
+
+/* Requantise 2 * acc (the column buffer doubles activations) of one channel: needs
+ * |acc << left| < 2^30. With a right shift (shift < 0, em1 = ~shift = -shift - 1):
+ * SaturatingRoundingDoublingHighMul(acc, m) = floor((acc*m + 2^30) / 2^31) = SMMULR(2*acc, m),
+ * and RoundingDivideByPOT(x, e) (ties away from zero) = ((x' >> (e - 1)) + 1) >> 1 with
+ * x' = x - (x < 0); off2p1 = 2 * output_offset + 1 folds the offset into the last shift. */
+AQ_CM_INLINE int32_t aq_cm_requant2(int32_t acc2, int32_t m, int32_t em1, int32_t off2p1) {
+  int32_t x = aq_cm_smmulr(acc2, m);
+  x += x >> 31;
+  return ((x >> em1) + off2p1) >> 1;
+}
+
+/* The same for any shift (a left shift, shift >= 0, has no rounding division). */
+AQ_CM_INLINE int32_t aq_cm_requant2_any(int32_t acc2, int32_t m, int32_t shift, int32_t off2p1) {
+  if (shift < 0) return aq_cm_requant2(acc2, m, ~shift, off2p1);
+  return aq_cm_smmulr(acc2 << shift, m) + (off2p1 >> 1);
+}
+
+/* Requantise one (not doubled) accumulator of channel c to int8; fast when the call
+ * checked aq_cm_fast_ok(). */
+AQ_CM_INLINE int8_t aq_cm_out(int32_t acc, const aq_requant *q, int32_t c, int fast) {
+  int32_t x = fast ? aq_cm_requant2_any(2 * acc, q->multiplier[c], q->shift[c], 2 * q->output_offset + 1)
+                   : aq_requantize(acc, q->multiplier[c], q->shift[c]) + q->output_offset;
+  x = x < q->act_min ? q->act_min : x;
+  x = x > q->act_max ? q->act_max : x;
+  return (int8_t)x;
+}
+
+/* Every output channel of n_pix <= 4 pixels from a filled column buffer: pixel p's outputs
+ * go to out + p * out_stride. Only for calls that passed aq_cm_fast_ok() (the kernels fall
+ * back to the portable loops otherwise). In aq_cm_matmul.c: its inner loop is hand-allocated
+ * asm needing every register including r7, so it must not be inlined into a kernel with a
+ * frame pointer. */
+void aq_cm_matmul_4px_s8(const aq_cm_mm *mm, const uint32_t *col, int8_t *out, int n_pix);
+void aq_cm_matmul_4px_s4(const aq_cm_mm *mm, const uint32_t *col, int8_t *out, int n_pix);
+
+#endif /* AQ_CM_IMPL_H */

@@ -1,0 +1,132 @@
+/* The matrix kernel of the Cortex-M conv / fully connected ports (declared in aq_cm_impl.h):
+ * every filter row against the column buffer of four pixels, requantised and stored.
+ *
+ * Inner loop in hand-allocated registers: per int8 chunk one LDR of 4 weights, 2 SXTB16, 2 LDM
+ * of the four pixels' pairs and 8 SMLAD (16 MACs); per INT4 chunk one LDR of 8 weights, 3
+ * masks, 4 SXTB16, 4 LDM and 16 SMLAD (32 MACs, each product x16, shifted back exactly). */
+#include "aq_cm_impl.h"
+
+#define AQ_CM_QUAD(src)                    \
+  "ldmia r0!, {r4, r5, r6, r7}\n\t"        \
+  "sxtb16 r12, " src "\n\t"                \
+  "smlad r3, r12, r4, r3\n\t"              \
+  "smlad r8, r12, r5, r8\n\t"              \
+  "smlad r9, r12, r6, r9\n\t"              \
+  "smlad r10, r12, r7, r10\n\t"
+
+#define AQ_CM_STEP_S8                      \
+  "ldr r11, [r1], #4\n\t"                  \
+  AQ_CM_QUAD("r11")                        \
+  AQ_CM_QUAD("r11, ror #8")
+
+#define AQ_CM_STEP_S4                                                 \
+  "ldr r11, [r1], #4\n\t"                                             \
+  "lsl lr, r11, #4\n\t"                                               \
+  "and lr, lr, #0xF0F0F0F0\n\t"  /* even elements x16 */              \
+  "and r11, r11, #0xF0F0F0F0\n\t" /* odd elements x16 */              \
+  AQ_CM_QUAD("lr")                                                    \
+  AQ_CM_QUAD("lr, ror #8")                                            \
+  AQ_CM_QUAD("r11")                                                   \
+  AQ_CM_QUAD("r11, ror #8")
+
+static inline __attribute__((always_inline)) void aq_cm_matmul(const aq_cm_mm *mm,
+                                                               const uint32_t *col, int8_t *out,
+                                                               int n_pix, int s4, int common) {
+  const aq_requant *q = mm->q;
+  const uint8_t *wrow = (const uint8_t *)mm->filter;
+  const int16_t *tail_x = (const int16_t *)(col + mm->kc * AQ_CM_PAIRS(s4) * AQ_CM_PIXELS);
+  const int32_t stride = mm->out_stride;
+  for (int32_t c = 0; c < mm->n_ch; ++c, wrow += mm->row_bytes, ++out) {
+    register const uint32_t *x __asm__("r0") = col;
+    register const uint8_t *wp __asm__("r1") = wrow;
+    register int32_t n __asm__("r2") = mm->kc;
+    register int32_t a0 __asm__("r3") = 0;
+    register int32_t a1 __asm__("r8") = 0;
+    register int32_t a2 __asm__("r9") = 0;
+    register int32_t a3 __asm__("r10") = 0;
+    if (s4) {
+      __asm__ volatile(
+          "cmp %[n], #0\n\t"
+          "beq 3f\n\t"
+          "1:\n\t"
+          AQ_CM_STEP_S4
+          "subs %[n], %[n], #1\n\t"
+          "bne 1b\n\t"
+          "3:\n\t"
+          : [x] "+r"(x), [w] "+r"(wp), [n] "+r"(n), "+r"(a0), "+r"(a1), "+r"(a2), "+r"(a3)
+          :
+          : "r4", "r5", "r6", "r7", "r11", "r12", "lr", "cc", "memory");
+      a0 >>= 4; a1 >>= 4; a2 >>= 4; a3 >>= 4;
+    } else {
+      __asm__ volatile(
+          "tst %[n], #1\n\t"
+          "beq 2f\n\t"
+          AQ_CM_STEP_S8
+          "2:\n\t"
+          "asrs %[n], %[n], #1\n\t"
+          "beq 3f\n\t"
+          "1:\n\t"
+          AQ_CM_STEP_S8
+          AQ_CM_STEP_S8
+          "subs %[n], %[n], #1\n\t"
+          "bne 1b\n\t"
+          "3:\n\t"
+          : [x] "+r"(x), [w] "+r"(wp), [n] "+r"(n), "+r"(a0), "+r"(a1), "+r"(a2), "+r"(a3)
+          :
+          : "r4", "r5", "r6", "r7", "r11", "r12", "lr", "cc", "memory");
+    }
+    int32_t y0 = a0, y1 = a1, y2 = a2, y3 = a3;
+    for (int32_t t = 0; !common && t < mm->tail; ++t) {
+      const int32_t w = aq_cm_weight(wrow, mm->kc * AQ_CM_CHUNK(s4) + t, s4);
+      y0 += w * tail_x[t]; y1 += w * tail_x[8 + t];
+      y2 += w * tail_x[16 + t]; y3 += w * tail_x[24 + t];
+    }
+    if (common || mm->bias) {
+      const int32_t b2 = 2 * mm->bias[c];
+      y0 += b2; y1 += b2; y2 += b2; y3 += b2;
+    }
+    const int32_t m = q->multiplier[c], sh = q->shift[c], o2 = mm->off2p1;
+    if (common) {
+      const int32_t em1 = ~sh;
+      y0 = aq_cm_requant2(y0, m, em1, o2);
+      y1 = aq_cm_requant2(y1, m, em1, o2);
+      y2 = aq_cm_requant2(y2, m, em1, o2);
+      y3 = aq_cm_requant2(y3, m, em1, o2);
+    } else {
+      y0 = aq_cm_requant2_any(y0, m, sh, o2);
+      y1 = aq_cm_requant2_any(y1, m, sh, o2);
+      y2 = aq_cm_requant2_any(y2, m, sh, o2);
+      y3 = aq_cm_requant2_any(y3, m, sh, o2);
+    }
+    if (common || mm->full_range) {
+      y0 = __ssat(y0, 8); y1 = __ssat(y1, 8); y2 = __ssat(y2, 8); y3 = __ssat(y3, 8);
+    } else {
+      y0 = aq_clamp(y0, q->act_min, q->act_max); y1 = aq_clamp(y1, q->act_min, q->act_max);
+      y2 = aq_clamp(y2, q->act_min, q->act_max); y3 = aq_clamp(y3, q->act_min, q->act_max);
+    }
+    if (common || n_pix == 4) {
+      out[0] = (int8_t)y0; out[stride] = (int8_t)y1;
+      out[2 * stride] = (int8_t)y2; out[3 * stride] = (int8_t)y3;
+    } else {
+      out[0] = (int8_t)y0;
+      if (n_pix > 1) out[stride] = (int8_t)y1;
+      if (n_pix > 2) out[2 * stride] = (int8_t)y2;
+    }
+  }
+}
+
+/* The common case (4 pixels, K a whole number of chunks, a bias, no activation clamp beyond
+ * int8, right shifts only) gets its own copy of the loop without the per-channel checks. */
+void aq_cm_matmul_4px_s8(const aq_cm_mm *mm, const uint32_t *col, int8_t *out, int n_pix) {
+  if (n_pix == 4 && mm->tail == 0 && mm->bias && mm->full_range && mm->all_right)
+    aq_cm_matmul(mm, col, out, 4, 0, 1);
+  else
+    aq_cm_matmul(mm, col, out, n_pix, 0, 0);
+}
+
+void aq_cm_matmul_4px_s4(const aq_cm_mm *mm, const uint32_t *col, int8_t *out, int n_pix) {
+  if (n_pix == 4 && mm->tail == 0 && mm->bias && mm->full_range && mm->all_right)
+    aq_cm_matmul(mm, col, out, 4, 1, 1);
+  else
+    aq_cm_matmul(mm, col, out, n_pix, 1, 0);
+}
