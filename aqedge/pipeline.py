@@ -5,7 +5,8 @@
 
 The example is a small ReLU CNN trained on Fashion-MNIST, then fine-tuned with adaptive W4A4
 quantization (learned scale and shift, 4-bit weights everywhere but the first and last layer).
-A stage whose output already exists is not redone (delete the file to redo it).
+A stage whose output exists and is newer than its input is not redone (delete the file to redo
+it); build and measure always run.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from . import datasets, example
 from .boards import Board
 from .codegen.build import build
 from .convert import convert_keras
-from .harness.report import metrics_table, save_metrics
+from .harness.report import metrics_table, save_metrics, write_device_outputs, write_report
 from .harness.session import metrics, run_session
 
 
@@ -53,6 +54,13 @@ def quantize_example(float_model, x, y, epochs: int, seed: int, console: Console
                                      **quantize_kwargs)
 
 
+def _fresh(output: Path, source: Path | None = None) -> bool:
+    """True when `output` exists and is not older than `source` (make's rule)."""
+    if not output.is_file():
+        return False
+    return source is None or not source.is_file() or output.stat().st_mtime >= source.stat().st_mtime
+
+
 def _cached(path: Path, console: Console):
     import keras
 
@@ -67,7 +75,7 @@ def run_example(board: Board, out: Path, epochs: int, qat_epochs: int, samples: 
     out.mkdir(parents=True, exist_ok=True)
     keras_path, qat_path, tflite_path = out / "model.keras", out / "qat.keras", out / "model.tflite"
     x, y = datasets.load("fashion-mnist", "train")
-    if keras_path.is_file():
+    if _fresh(keras_path):
         model = _cached(keras_path, console)
     else:
         with make_progress() as bar:
@@ -75,14 +83,14 @@ def run_example(board: Board, out: Path, epochs: int, qat_epochs: int, samples: 
             model = example.train_float(x, y, epochs=epochs, seed=0, callbacks=[cb])
         model.save(keras_path)
         console.print(f"train: wrote {keras_path}")
-    if qat_path.is_file():
+    if _fresh(qat_path, keras_path):
         qat_model = _cached(qat_path, console)
     else:
         qat_model = quantize_example(model, x, y, qat_epochs, 0, console, make_progress,
                                      weight_bits=4, activation_bits=4, first_last_bits=8)
         qat_model.save(qat_path)
         console.print(f"quantize: wrote {qat_path} (adaptive W4A4)")
-    if not tflite_path.is_file():
+    if not _fresh(tflite_path, qat_path):
         with console.status("convert: INT4 weights, int8 activations"):
             tflite_path.write_bytes(convert_keras(qat_model, x))
         console.print(f"convert: wrote {tflite_path} ({tflite_path.stat().st_size:,} bytes)")
@@ -97,6 +105,7 @@ def run_example(board: Board, out: Path, epochs: int, qat_epochs: int, samples: 
                               progress=lambda done, total: bar.update(task, completed=done))
     m = metrics(session)
     save_metrics(m, out / "metrics.json")
+    write_report([(session, m, write_device_outputs(session, m, out))], out / "report.md")
     console.print(metrics_table(m))
-    console.print(f"wrote {out / 'metrics.json'}")
+    console.print(f"wrote {out / 'metrics.json'}, {out / 'report.md'} and its plots")
     return m
