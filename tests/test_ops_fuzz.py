@@ -461,7 +461,8 @@ BUILDERS = {
     "SOFTMAX": b_softmax, "MEAN": b_mean, "PAD": b_pad, "CONCATENATION": b_concatenation,
     "LOGISTIC": b_logistic, "HARD_SWISH": b_hard_swish, "QUANTIZE": b_quantize,
 }
-OPS = list(BUILDERS)
+FLOAT_EDGES = "QUANTIZE_DEQUANTIZE_FLOAT_EDGES"
+OPS = list(BUILDERS) + [FLOAT_EDGES]
 
 
 def build_model(op: str, seed: int, branches: int, shape: tuple[int, int, int]) -> tuple[bytes, Spec, list[int]]:
@@ -563,9 +564,61 @@ def compare(model: bytes, inputs: np.ndarray, work: Path):
     return ours, theirs
 
 
+def run_float_edges_case(seed: int, branches: int, work: Path) -> CaseResult:
+    """float32 input -> `branches` QUANTIZE (float -> int8, each its own scale and zero point)
+    -> RESHAPE -> CONCATENATION -> DEQUANTIZE (int8 -> float32) output: the model edges of the
+    converter's float-interface models. Inputs include exact .5 ties and out-of-range values."""
+    from aqedge.codegen.host import run_host
+    from aqedge.reference import TflmReference
+
+    rng = np.random.default_rng(seed + 1)
+    shape = (1, int(rng.integers(1, 8)), int(rng.integers(1, 8)), int(rng.integers(1, 5)))
+    n = int(np.prod(shape))
+    m = ModelWriter()
+    x = m.tensor(shape, "float32")
+    flats, whats = [], []
+    for _ in range(branches):
+        scale, zp = _log_uniform(rng, 1e-3, 0.5), _zp(rng)
+        q = m.tensor(shape, "int8", scale, zp)
+        m.op("QUANTIZE", [x], [q])
+        flat = m.tensor((1, n), "int8", 1.0, 0)
+        shape_t = m.tensor((2,), "int32", data=np.array([1, n], np.int32))
+        m.op("RESHAPE", [q, shape_t], [flat], m.options("ReshapeOptionsT", newShape=[1, n]), "ReshapeOptions")
+        flats.append(flat)
+        whats.append(f"quantize scale {scale:.4g} zp {zp}")
+    cat = m.tensor((1, n * branches), "int8", 1.0, 0)
+    m.op("CONCATENATION", flats, [cat], m.options("ConcatenationOptionsT", axis=1), "ConcatenationOptions")
+    out = m.tensor((1, n * branches), "float32")
+    # DEQUANTIZE reads the concatenation with its own (random) quantization
+    m.tensors[cat].quantization.scale = [_log_uniform(rng, 1e-3, 0.5)]
+    m.tensors[cat].quantization.zeroPoint = [_zp(rng)]
+    for f in flats:  # TFLite Micro's CONCATENATION wants inputs quantized like its output
+        m.tensors[f].quantization.scale = list(m.tensors[cat].quantization.scale)
+        m.tensors[f].quantization.zeroPoint = list(m.tensors[cat].quantization.zeroPoint)
+    m.op("DEQUANTIZE", [cat], [out])
+    model = m.finish([x], [out])
+    inputs = (rng.standard_normal((INPUTS_PER_MODEL, *shape[1:])) * 30).astype(np.float32)
+    inputs[0] = (np.round(inputs[0]) + 0.5) * np.float32(0.5)  # ties at half steps
+    graph, runner = host_runner(model, work)
+    ours = run_host(runner, inputs, graph.tensors[graph.outputs[0]].nbytes, np.float32)
+    ref = TflmReference(model)
+    theirs = np.stack([ref.run(xi[None]).reshape(-1) for xi in inputs])
+    bad = [f"seed {seed} branch {i}: {what}" for i, what in enumerate(whats)
+           if ours[:, i * n:(i + 1) * n].tobytes() != theirs[:, i * n:(i + 1) * n].tobytes()]
+    return CaseResult("QUANTIZE_DEQUANTIZE_FLOAT_EDGES", seed, branches, branches - len(bad), bad)
+
+
 def run_case(op: str, seed: int, branches: int = BRANCHES, shape=None, work: Path | None = None) -> CaseResult:
     """Build one hand-written model of `branches` cases of `op`, run it here and in TFLite Micro
     on INPUTS_PER_MODEL random inputs, and count the branches that match byte for byte."""
+    if op == FLOAT_EDGES:
+        own = work is None
+        work = work or Path(tempfile.mkdtemp(prefix="aqedge-fuzz-"))
+        try:
+            return run_float_edges_case(seed, branches, work)
+        finally:
+            if own:
+                shutil.rmtree(work, ignore_errors=True)
     rng = np.random.default_rng(seed + 1)
     if shape is None:
         shape = (int(rng.integers(1, 10)), int(rng.integers(1, 10)), int(rng.integers(1, 9)))
