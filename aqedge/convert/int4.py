@@ -70,7 +70,7 @@ def convert_qat(qat_model, representative: np.ndarray | None = None, samples: in
     step, which the fake-quant ranges override (random inputs in the learned input range are
     used if omitted). Raises `AqError` if a float tensor is left or a 4-bit weight is not INT4.
     """
-    import tensorflow as tf
+    from .ptq import full_integer_converter
 
     model = _export_copy(qat_model)
     shape = tuple(model.inputs[0].shape[1:])
@@ -78,16 +78,7 @@ def convert_qat(qat_model, representative: np.ndarray | None = None, samples: in
         lo, hi = _input_range(qat_model)
         representative = np.random.default_rng(0).uniform(lo, hi, (samples, *shape))
 
-    def dataset():
-        for x in np.asarray(representative[:samples], np.float32):
-            yield [x[None]]
-
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = dataset
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    converter.inference_input_type = tf.int8
-    converter.inference_output_type = tf.int8
+    converter = full_integer_converter(model, representative, samples)
     # TFLite Micro refuses per-channel INT4 FULLY_CONNECTED (NOTES.md)
     converter._experimental_disable_per_channel_quantization_for_dense_layers = True
     try:

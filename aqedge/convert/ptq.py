@@ -5,16 +5,14 @@ from __future__ import annotations
 import numpy as np
 
 
-def convert_int8(model, representative: np.ndarray, samples: int = 200) -> bytes:
-    """Convert a float Keras model to a full-int8 `.tflite` (int8 input and output).
-
-    `representative` is float input data (N, ...) used to calibrate activation ranges.
-    """
+def full_integer_converter(model, representative: np.ndarray, samples: int):
+    """A TFLiteConverter for `model` set to full integer: int8 ops only, int8 input and output,
+    activation ranges calibrated on the first `samples` of `representative` (float, (N, ...))."""
     import tensorflow as tf
 
     def dataset():
-        for x in representative[:samples]:
-            yield [x[None].astype(np.float32)]
+        for x in np.asarray(representative[:samples], np.float32):
+            yield [x[None]]
 
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -22,4 +20,12 @@ def convert_int8(model, representative: np.ndarray, samples: int = 200) -> bytes
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     converter.inference_input_type = tf.int8
     converter.inference_output_type = tf.int8
-    return converter.convert()
+    return converter
+
+
+def convert_int8(model, representative: np.ndarray, samples: int = 200) -> bytes:
+    """Convert a float Keras model to a full-int8 `.tflite` (int8 input and output).
+
+    `representative` is float input data (N, ...) used to calibrate activation ranges.
+    """
+    return full_integer_converter(model, representative, samples).convert()
