@@ -31,6 +31,8 @@ class Board:
     timer: dict[str, Any]
     flash_method: str
     family_default: bool = False
+    #: True for the emulated board `--board <core>` (e.g. cortex-m7) means: one per core.
+    core_default: bool = False
     qemu: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None
     #: Folder under firmware/kernels/ whose files replace the portable kernels of the same name
@@ -92,6 +94,7 @@ def _load(path: Path) -> Board:
         timer=dict(raw["timer"]),
         flash_method=raw["flash"]["method"],
         family_default=bool(raw.get("family_default", False)),
+        core_default=bool(raw.get("core_default", False)),
         qemu=dict(raw.get("qemu", {})),
         path=path,
         optimized=_kernel_variant(raw),
@@ -108,9 +111,10 @@ def all_boards() -> list[Board]:
 
 
 def resolve(name: str) -> tuple[Board, str | None]:
-    """Find a board by name or family alias.
+    """Find a board by name, family alias (`stm32`, `mps2`) or core alias (`cortex-m4`,
+    `cortex-m7`: the emulated default board of that core).
 
-    Returns the board and, when `name` was a family alias, a note saying what it resolved to.
+    Returns the board and, when `name` was an alias, a note saying what it resolved to.
     """
     boards = all_boards()
     for board in boards:
@@ -119,6 +123,45 @@ def resolve(name: str) -> tuple[Board, str | None]:
     for board in boards:
         if board.family == name and board.family_default:
             return board, f"board '{name}' resolves to {board.name} ({board.description})"
+    for board in boards:
+        if board.core == name and board.core_default:
+            return board, (f"board '{name}' (core alias) resolves to {board.name}, the emulated "
+                           f"{name} ({board.description}); real {name} boards: "
+                           + (", ".join(b.name for b in boards if b.core == name and not b.emulated)
+                              or "none"))
     known = ", ".join(b.name for b in boards)
-    families = ", ".join(sorted({b.family for b in boards if b.family_default}))
-    raise AqError(f"unknown board '{name}': known boards are {known} (aliases: {families})")
+    aliases = sorted({b.family for b in boards if b.family_default}) + sorted(
+        {b.core for b in boards if b.core_default})
+    raise AqError(f"unknown board '{name}': known boards are {known} (aliases: {', '.join(aliases)})")
+
+
+def format_bytes(n: int) -> str:
+    """2097152 -> '2 MiB', 655360 -> '640 KiB', else the byte count with separators."""
+    for unit, size in (("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= size and n % size == 0:
+            return f"{n // size} {unit}"
+    return f"{n:,} bytes"
+
+
+def nearest_fit(flash_bytes: int, ram_bytes: int, current: Board | None = None) -> Board | None:
+    """The smallest board that holds `flash_bytes` of flash and `ram_bytes` of RAM besides its
+    own stack, other than `current`: boards of the same kind (real or emulated) as `current`
+    first, then the least flash + RAM. None when no board in boards/ is big enough."""
+    fits = [b for b in all_boards()
+            if (current is None or b.name != current.name)
+            and b.flash_bytes >= flash_bytes and b.ram_bytes - b.stack_bytes >= ram_bytes]
+    if not fits:
+        return None
+    same_kind = current.emulated if current is not None else False
+    return min(fits, key=lambda b: (b.emulated != same_kind, b.flash_bytes + b.ram_bytes, b.name))
+
+
+def fit_hint(flash_bytes: int, ram_bytes: int, current: Board | None = None) -> str:
+    """'; <board> (<flash> flash, <RAM> RAM) fits it', for the end of a does-not-fit error.
+    `ram_bytes` excludes the stack (each board adds its own)."""
+    board = nearest_fit(flash_bytes, ram_bytes, current)
+    if board is None:
+        return (f"; no board in the catalogue has {format_bytes(flash_bytes)} of flash and "
+                f"{format_bytes(ram_bytes)} of RAM besides the stack (`aqedge boards` lists them)")
+    return (f"; {board.name} ({format_bytes(board.flash_bytes)} flash, "
+            f"{format_bytes(board.ram_bytes)} RAM) fits it")

@@ -54,11 +54,13 @@ def boards() -> None:
         from .flash import available_tools
 
         tools = [b.flash_method] + [t for t in available_tools(b) if t != b.flash_method]
-        table.add_row(b.name + ("*" if b.family_default else ""), b.family, b.core,
+        table.add_row(b.name + ("*" if b.family_default else "") + ("+" if b.core_default else ""),
+                      b.family, b.core,
                       f"{b.clock_hz / 1e6:g} MHz", f"{b.flash_bytes // 1024} KiB",
                       f"{b.ram_bytes // 1024} KiB", status, ", ".join(tools))
     console.print(table)
-    console.print("* the family's default: `--board <family>` picks it. Real boards build and link "
+    console.print("* the family's default: `--board <family>` picks it. + the core's default: "
+                  "`--board cortex-m4` / `--board cortex-m7` picks it. Real boards build and link "
                   "here; their board support is written from the reference manuals and has not "
                   "run on a board yet.")
 

@@ -4,6 +4,7 @@ ports (firmware/kernels/cortex-m/) bit-exact with TFLite Micro on int8 and INT4 
 from __future__ import annotations
 
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -117,3 +118,119 @@ def test_depthwise_3x3_fast_path_bit_exact_on_mps2(channels, int4, tmp_path):
     path.write_bytes(model)
     m = _measure(path, "qemu-mps2-an386", tmp_path / "fw", 3)
     assert m["device_matches_reference"] == 1.0 and not m["failed_samples"]
+
+
+def test_kws_bit_exact_on_mps2_an500_cortex_m7(tmp_path):
+    """The Cortex-M7 (QEMU mps2-an500, double-precision FPv5, I/D caches enabled at reset) runs
+    the same AN386-layout image end to end, Cortex-M kernels included, bit-exact with TFLite Micro."""
+    board, _ = resolve("qemu-mps2-an500")
+    assert board.core == "cortex-m7" and board.optimized == "cortex-m"
+    assert "-mcpu=cortex-m7" in board.cflags and "-mfpu=fpv5-d16" in board.cflags
+    out = tmp_path / "fw"
+    m = _measure(MLPERF_TINY / "kws_dscnn_int8.tflite", "qemu-mps2-an500", out, 3)
+    assert m["samples"] == 3 and not m["failed_samples"]
+    assert m["device_matches_reference"] == 1.0
+    assert m["latency"]["unit"] == "instructions"
+    assert "#define AQ_CORE_CORTEX_M7 1" in (out / "board_config.h").read_text()
+    symbols = subprocess.run(["arm-none-eabi-nm", str(out / "firmware.elf")], capture_output=True,
+                             text=True, check=True).stdout
+    assert " aq_cm7_cache_enable" in symbols  # the I/D cache bring-up ran before main
+
+
+def _narrow_clamp_model(seed: int, shape: tuple[int, int, int], branches: list[tuple]) -> bytes:
+    """CONV_2D / FULLY_CONNECTED branches (INT4 or int8 weights) on one input, each with an
+    output clamp: "w4" is the 4-bit activation range [-8, 7] (zero point -8, RELU, MINIMUM 7,
+    as the W4A4 converter emits), "full" none beyond int8, "rand" random MINIMUM / MAXIMUM
+    constants. Branch: ("conv", kh, kw, padding, oc, int4, clamp, bias) or
+    ("fc", depth or None for all, out, int4, clamp, bias)."""
+    import numpy as np
+    import test_ops_fuzz as fz
+
+    rng = np.random.default_rng(seed)
+    spec = fz.Spec((1, *shape), fz._log_uniform(rng, 2e-3, 0.5), fz._zp(rng))
+    m = fz.ModelWriter()
+    x = m.tensor(spec.shape, "int8", spec.scale, spec.zero_point)
+    _, h, w, c = spec.shape
+    flats, total = [], 0
+    for br in branches:
+        if br[0] == "conv":
+            _, kh, kw, padding, oc, int4, clamp, has_bias = br
+            oh, ow = fz._out_hw(padding, h, kh, 1, 1), fz._out_hw(padding, w, kw, 1, 1)
+            wt, ws = fz._weights(rng, (oc, kh, kw, c), 0, rng.random() < 0.8, int4)
+            fan_in, out_shape = kh * kw * c, (1, oh, ow, oc)
+        else:
+            _, depth, oc, int4, clamp, has_bias = br
+            depth = depth or h * w * c
+            wt, ws = fz._weights(rng, (oc, depth), 0, False, int4)
+            fan_in, out_shape = depth, ((h * w * c) // depth, oc)
+        osc, ozp = fz._mac_output_quant(rng, spec.scale, ws, fan_in)
+        if clamp == "w4":
+            osc, ozp = float(np.float32(osc / 8)), -8   # spread the outputs over the 16 codes
+        ins = [x, m.tensor(wt.shape, "int4" if int4 else "int8", ws, np.zeros(len(ws), int), wt,
+                           qdim=0)]
+        if has_bias:
+            bias = rng.normal(0, 74.0 * 74.0 * np.sqrt(fan_in), oc).round().astype(np.int32)
+            ins.append(m.tensor((oc,), "int32", (np.float32(spec.scale) * ws).astype(np.float32),
+                                np.zeros(len(ws), int), bias))
+        else:
+            ins.append(-1)
+        act = 1 if clamp == "w4" else 0
+        y = m.tensor(out_shape, "int8", osc, ozp)
+        if br[0] == "conv":
+            m.op("CONV_2D", ins, [y], m.options("Conv2DOptionsT", padding=padding, strideH=1,
+                                                strideW=1, dilationHFactor=1, dilationWFactor=1,
+                                                fusedActivationFunction=act), "Conv2DOptions")
+        else:
+            m.op("FULLY_CONNECTED", ins, [y],
+                 m.options("FullyConnectedOptionsT", fusedActivationFunction=act,
+                           keepNumDims=False), "FullyConnectedOptions")
+        consts = {"w4": [("MINIMUM", 7)], "full": [],
+                  "rand": [("MINIMUM", int(rng.integers(-20, 60))), ("MAXIMUM", int(rng.integers(-90, -30)))]}[clamp]
+        for name, v in consts:
+            k = m.tensor((), "int8", osc, ozp, np.array(v, np.int8))
+            z = m.tensor(out_shape, "int8", osc, ozp)
+            m.op(name, [y, k], [z])
+            y = z
+        n = int(np.prod(out_shape))
+        flat = m.tensor((1, n), "int8", 1.0, 0)
+        shape_t = m.tensor((2,), "int32", data=np.array([1, n], np.int32))
+        m.op("RESHAPE", [y, shape_t], [flat], m.options("ReshapeOptionsT", newShape=[1, n]),
+             "ReshapeOptions")
+        flats.append(flat)
+        total += n
+    out = m.tensor((1, total), "int8", 1.0, 0)
+    m.op("CONCATENATION", flats, [out], m.options("ConcatenationOptionsT", axis=1),
+         "ConcatenationOptions")
+    return m.finish([x], [out])
+
+
+NARROW_CLAMP_CASES = {
+    # 16 input channels: INT4 rows of K = 16 .. 256 take the x4096 lanes (K = 256 is the bound
+    # at the largest input offset), the int8 ones the 4-pixel SSAT #4 path; 7x6 = 42 pixels
+    # leave a 2-pixel remainder for the general path; FC batch 1 (K = 672) takes the x16 lanes.
+    "c16": ((6, 7, 16), [("conv", 3, 3, 0, 8, True, "w4", True), ("conv", 1, 1, 1, 5, True, "full", True),
+                         ("conv", 4, 4, 1, 4, True, "w4", True), ("conv", 3, 3, 0, 6, False, "w4", True),
+                         ("conv", 1, 2, 1, 3, True, "rand", True), ("conv", 3, 1, 0, 4, True, "w4", False),
+                         ("fc", None, 12, True, "w4", True), ("fc", 16, 7, True, "w4", True),
+                         ("fc", None, 9, False, "w4", True), ("conv", 1, 1, 0, 3, False, "rand", True)]),
+    # 64 input channels: K = 576 (3x3) takes the x16 lanes with the 4-bit clamp, K = 192 (1x3)
+    # the x4096 lanes at ordinary offsets.
+    "c64": ((5, 4, 64), [("conv", 3, 3, 0, 6, True, "w4", True), ("conv", 1, 3, 0, 5, True, "w4", True),
+                         ("conv", 2, 2, 1, 4, True, "full", True), ("fc", 64, 6, True, "w4", True)]),
+    # 6 input channels: INT4 rows with a K % 8 tail (K = 54, 6) and the K = 9 first-layer shape.
+    "c6": ((7, 5, 6), [("conv", 3, 3, 0, 5, True, "w4", True), ("conv", 1, 1, 0, 4, True, "w4", True),
+                       ("conv", 3, 3, 1, 7, False, "w4", True), ("fc", 6, 5, True, "rand", True)]),
+}
+
+
+@pytest.mark.parametrize("case", list(NARROW_CLAMP_CASES))
+def test_narrow_clamp_int4_fast_paths_bit_exact_on_mps2(case, tmp_path):
+    """The 4-bit activation clamp ([-8, 7], SSAT #4) on every conv / FC path (4-pixel common
+    and general, INT4 x4096 and x16 lanes, K % chunk tails) and random narrow clamps, INT4 and
+    int8 weights, against TFLite Micro on the device."""
+    shape, branches = NARROW_CLAMP_CASES[case]
+    path = tmp_path / "narrow.tflite"
+    path.write_bytes(_narrow_clamp_model(7 + len(branches), shape, branches))
+    m = _measure(path, "qemu-mps2-an386", tmp_path / "fw", 3)
+    assert m["samples"] == 3 and not m["failed_samples"]
+    assert m["device_matches_reference"] == 1.0

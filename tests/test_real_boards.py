@@ -27,14 +27,22 @@ HAS_ARM_GCC = shutil.which("arm-none-eabi-gcc") is not None
 LIMITS = {
     "stm32f4": {"vco_in": (0.95e6, 2.1e6), "vco_out": (100e6, 432e6)},
     "stm32l4": {"vco_in": (4e6, 16e6), "vco_out": (64e6, 344e6)},
+    "stm32f7": {"vco_in": (0.95e6, 2.1e6), "vco_out": (100e6, 432e6)},   # RM0385
+    "stm32h7": {"vco_in": (2e6, 16e6), "vco_out": (192e6, 836e6)},       # RM0433, wide VCO
 }
 PCLK_MAX = {"nucleo-f401re": (42e6, 84e6), "nucleo-f446re": (45e6, 90e6),
-            "nucleo-l4r5zi": (120e6, 120e6)}
+            "nucleo-l4r5zi": (120e6, 120e6), "disco-f746ng": (54e6, 108e6),
+            "nucleo-h743zi": (100e6, 100e6)}
+#: STM32H743, VOS1: CPU max 400 MHz (revision Y), AXI/AHB max 200 MHz, flash wait states and
+#: programming delay by AXI clock (RM0433 flash latency table, VOS1 rows: top of band, LATENCY,
+#: WRHIGHFREQ).
+H7_VOS1 = {"cpu": 400e6, "hclk": 200e6,
+           "bands": ((70e6, 0, 0), (140e6, 1, 1), (185e6, 2, 1), (210e6, 2, 2), (225e6, 3, 2))}
 
 
 def test_there_are_real_boards_and_none_claims_hardware_verification():
     names = {b.name for b in REAL}
-    assert {"nucleo-f401re", "nucleo-l4r5zi"} <= names
+    assert {"nucleo-f401re", "nucleo-f446re", "nucleo-l4r5zi", "disco-f746ng", "nucleo-h743zi"} <= names
     assert all(not b.verified_on_hardware for b in all_boards())
     assert all(b.soc["driver"] == "none" for b in all_boards() if b.emulated)
 
@@ -45,23 +53,37 @@ def test_clock_tree_matches_the_reference_manual(board):
     src = soc.get("hse_hz") if soc["source"].startswith("hse") else soc["hsi_hz"]
     vco_in = src / soc["pll_m"]
     vco_out = vco_in * soc["pll_n"]
-    divider = soc["pll_p"] if soc["driver"] == "stm32f4" else soc["pll_r"]
+    divider = soc["pll_r"] if soc["driver"] == "stm32l4" else soc["pll_p"]
     sysclk = vco_out / divider
-    hclk = sysclk / soc["ahb_div"]
     lim = LIMITS[soc["driver"]]
     assert lim["vco_in"][0] <= vco_in <= lim["vco_in"][1]
     assert lim["vco_out"][0] <= vco_out <= lim["vco_out"][1]
-    assert hclk == board.clock_hz == board.timer["hz"]
+    if soc["driver"] == "stm32h7":
+        # CPU = sys_ck / D1CPRE; AXI/AHB = CPU / HPRE; flash wait states follow the AXI clock.
+        cpu = sysclk / soc["d1cpre_div"]
+        hclk = cpu / soc["ahb_div"]
+        assert cpu == board.clock_hz == board.timer["hz"] and cpu <= H7_VOS1["cpu"]
+        assert hclk <= H7_VOS1["hclk"] and soc["vos"] == 3
+        _, ws, wrhighfreq = next(band for band in H7_VOS1["bands"] if hclk <= band[0])
+        assert soc["flash_latency"] == ws and soc["wrhighfreq"] == wrhighfreq
+        assert soc["pll_p"] % 2 == 0
+    else:
+        hclk = sysclk / soc["ahb_div"]
+        assert hclk == board.clock_hz == board.timer["hz"]
+        # Flash wait states: F4/F7 at 2.7-3.6 V one per 30 MHz (RM0368/RM0390/RM0385), L4+ range 1
+        # boost one per 20 MHz (RM0432).
+        per_ws = 20e6 if soc["driver"] == "stm32l4" else 30e6
+        assert soc["flash_latency"] == math.ceil(hclk / per_ws) - 1
+    if board.clock_hz > 180e6 and soc["driver"] == "stm32f7":
+        assert soc["overdrive"] and soc["vos"] == 3  # RM0385: over-drive above 180 MHz
     pclk1, pclk2 = hclk / soc["apb1_div"], hclk / soc["apb2_div"]
     assert pclk1 <= PCLK_MAX[board.name][0] and pclk2 <= PCLK_MAX[board.name][1]
-    # Flash wait states: F4 at 2.7-3.6 V one per 30 MHz (RM0368/RM0390), L4+ range 1 boost one
-    # per 20 MHz (RM0432).
-    per_ws = 30e6 if soc["driver"] == "stm32f4" else 20e6
-    assert soc["flash_latency"] == math.ceil(hclk / per_ws) - 1
-    # The VCP UART sits on APB1 on all of these boards; its clock and the baud error.
-    assert board.uart["clk_hz"] == pclk1
-    brr = round(pclk1 / board.uart["baud"])
-    assert abs(pclk1 / brr / board.uart["baud"] - 1) < 0.01
+    # The VCP UART's kernel clock is the PCLK of its bus (APB2: 0x4001xxxx on the F4/F7/H7),
+    # and the baud error at 16x oversampling.
+    pclk = pclk2 if 0x40010000 <= board.uart["base"] < 0x40020000 else pclk1
+    assert board.uart["clk_hz"] == pclk
+    brr = round(pclk / board.uart["baud"])
+    assert abs(pclk / brr / board.uart["baud"] - 1) < 0.01
     assert board.timer["driver"] == "dwt" and board.latency_unit == "cycles"
     assert board.uart["tx"][0] == "P" and isinstance(board.uart["af"], int)
 
@@ -83,6 +105,9 @@ def test_every_board_builds_mlperf_kws(board, tmp_path):
     else:
         assert "AQ_SOC_PLL_N" in config and "AQ_UART_TX_PORT" in config
         assert " aq_dwt_total" in symbols  # DWT CYCCNT timer, not SysTick
+    # Cortex-M7: the startup invalidates and enables the L1 I/D caches; never on an M4.
+    assert (" aq_cm7_cache_enable" in symbols) == (board.core == "cortex-m7")
+    assert ("-mcpu=cortex-m7" in board.cflags) == (board.core == "cortex-m7")
     assert (out / "README.md").is_file()
 
 
@@ -310,3 +335,135 @@ def test_tflm_unknown_op_is_refused():
     assert [o.method for o in resolver_ops(["CONV_2D", "ADD", "CONV_2D"])] == ["AddConv2D", "AddAdd"]
     with pytest.raises(AqError, match="BIDIRECTIONAL_SEQUENCE_LSTM"):
         resolver_ops(["BIDIRECTIONAL_SEQUENCE_LSTM"])
+
+
+# ---- aliases -------------------------------------------------------------------------------
+
+
+def test_core_aliases_pick_the_emulated_default_of_that_core():
+    """`--board cortex-m4` / `--board cortex-m7` mean the emulated MPS2 of that core; the note
+    says it was a core alias and names the real boards of that core."""
+    for core, name in (("cortex-m4", "qemu-mps2-an386"), ("cortex-m7", "qemu-mps2-an500")):
+        board, note = resolve(core)
+        assert board.name == name and board.core == core and board.emulated
+        assert note and "core alias" in note and name in note
+    assert "disco-f746ng" in resolve("cortex-m7")[1] and "nucleo-h743zi" in resolve("cortex-m7")[1]
+    assert resolve("mps2")[0].name == "qemu-mps2-an386" and resolve("stm32")[0].name == "qemu-stm32f405"
+    assert sum(b.core_default for b in all_boards()) == 2  # one per core, never ambiguous
+    with pytest.raises(AqError, match="aliases: mps2, stm32, cortex-m4, cortex-m7"):
+        resolve("cortex-m33")
+
+
+# ---- CMake twin of the standalone project ---------------------------------------------------
+
+
+def _loadable_sections(elf: Path) -> dict[str, tuple[int, int, bytes]]:
+    """name -> (address, size, bytes) of every allocated section of a little-endian ELF32
+    (NOBITS sections such as .bss and the stack: no bytes, address and size only)."""
+    import struct
+
+    data = elf.read_bytes()
+    assert data[:4] == b"\x7fELF" and data[4] == 1 and data[5] == 1  # ELF32, little-endian
+    shoff, = struct.unpack_from("<I", data, 0x20)
+    shentsize, shnum, shstrndx = struct.unpack_from("<HHH", data, 0x2E)
+    headers = [struct.unpack_from("<IIIIIIIIII", data, shoff + i * shentsize) for i in range(shnum)]
+    strtab = headers[shstrndx][4]
+    out = {}
+    for name_off, sh_type, flags, addr, offset, size, *_ in headers:
+        if not flags & 0x2:  # SHF_ALLOC
+            continue
+        name = data[strtab + name_off:data.index(b"\0", strtab + name_off)].decode()
+        out[name] = (addr, size, b"" if sh_type == 8 else data[offset:offset + size])
+    return out
+
+
+@pytest.mark.skipif(not HAS_ARM_GCC or shutil.which("cmake") is None,
+                    reason="needs arm-none-eabi-gcc and cmake")
+def test_cmake_project_builds_the_same_firmware(tmp_path):
+    """The build directory's CMakeLists.txt + arm-none-eabi.cmake toolchain file, configured and
+    built in a copy with no aqedge on PATH, link firmware whose loadable sections (code, weights,
+    .data, and .bss/stack placement), program headers, symbols and firmware.bin are byte-identical
+    to the Makefile build's. Only debug info differs (CMake's absolute object paths)."""
+    from aqedge.codegen.build import build
+
+    board, _ = resolve("nucleo-h743zi")  # Cortex-M7, optimised kernels, H7 SoC driver
+    original = tmp_path / "original"
+    build(KWS, board, original)
+    copy = tmp_path / "elsewhere" / "project"
+    shutil.copytree(original, copy)
+    for stale in ("build", "firmware.elf", "firmware.bin", "firmware.map"):
+        shutil.rmtree(copy / stale) if (copy / stale).is_dir() else (copy / stale).unlink()
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "LC_ALL": "C"}
+    for cmd in (["cmake", "-S", ".", "-B", "cmake-build", "-DCMAKE_TOOLCHAIN_FILE=arm-none-eabi.cmake"],
+                ["cmake", "--build", "cmake-build", "-j2"]):
+        proc = subprocess.run(cmd, cwd=copy, env=env, capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+    made, cmade = original / "firmware.elf", copy / "cmake-build" / "firmware.elf"
+    sections = _loadable_sections(made)
+    assert {".isr_vector", ".text", ".data", ".bss"} <= set(sections)
+    assert sections == _loadable_sections(cmade)
+    assert (copy / "cmake-build" / "firmware.bin").read_bytes() == (original / "firmware.bin").read_bytes()
+
+    def tool(*args):
+        return subprocess.run(args, capture_output=True, text=True, check=True).stdout
+
+    assert tool("arm-none-eabi-nm", "-n", str(made)) == tool("arm-none-eabi-nm", "-n", str(cmade))
+    assert tool("arm-none-eabi-readelf", "-lW", str(made)).split("\n", 2)[2] == \
+        tool("arm-none-eabi-readelf", "-lW", str(cmade)).split("\n", 2)[2]
+
+
+# ---- fit check: the numbers and the nearest board that fits ---------------------------------
+
+
+def test_nearest_fit_is_the_smallest_board_that_suffices():
+    from aqedge.boards import fit_hint, format_bytes, nearest_fit
+
+    assert format_bytes(2 << 20) == "2 MiB" and format_bytes(655360) == "640 KiB"
+    f401, _ = resolve("nucleo-f401re")
+    # Real boards are suggested for a real board, the least flash + RAM first.
+    assert nearest_fit(100_000, 100_000, f401).name == "nucleo-f446re"
+    assert nearest_fit(100_000, 250_000, f401).name == "disco-f746ng"
+    assert nearest_fit(1_500_000, 100_000, f401).name == "nucleo-h743zi"
+    assert fit_hint(1_500_000, 600_000, f401) == "; nucleo-l4r5zi (2 MiB flash, 640 KiB RAM) fits it"
+    # An emulated board gets an emulated suggestion while one fits, then a real one.
+    qemu, _ = resolve("qemu-stm32f405")
+    assert nearest_fit(100_000, 200_000, qemu).name == "qemu-mps2-an386"
+    assert nearest_fit(100_000, 400_000, qemu).name == "nucleo-h743zi"
+    assert nearest_fit(10 << 20, 0, f401) is None
+    assert "no board in the catalogue has 10 MiB of flash" in fit_hint(10 << 20, 0, f401)
+
+
+@pytest.mark.skipif(not HAS_ARM_GCC, reason="needs arm-none-eabi-gcc")
+def test_too_big_for_a_real_board_names_the_numbers_and_the_board_that_fits(tmp_path):
+    import dataclasses
+    import re
+
+    from aqedge.codegen.build import build
+    from aqedge.codegen.project import compile_project, rx_max_for_input, write_project
+
+    f401, _ = resolve("nucleo-f401re")
+    # Activation arena over the RAM budget: refused before compiling.
+    small = dataclasses.replace(f401, ram_bytes=16384)
+    with pytest.raises(AqError) as err:
+        build(KWS, small, tmp_path / "arena")
+    message = str(err.value)
+    assert re.search(r"activation arena needs [\d,]+ bytes of RAM, the board has 16,384", message)
+    assert message.endswith("; nucleo-f446re (512 KiB flash, 128 KiB RAM) fits it")
+
+    # The linker's region overflow (arena, then weights), with the nearest board that fits.
+    huge = Path(__file__).parent / "c" / "huge_model.c"
+    for name, define, pattern, fits in (
+        ("ram.c", "HUGE_ARENA 200000u", r"needs (\d+) bytes of RAM, board has 98304",
+         "disco-f746ng (1 MiB flash, 320 KiB RAM)"),
+        ("flash.c", "HUGE_WEIGHTS 1200000u", r"needs (\d+) bytes of flash, board has 524288",
+         "nucleo-h743zi (2 MiB flash, 512 KiB RAM)"),
+    ):
+        out = tmp_path / name[:-2]
+        out.mkdir()
+        shutil.copy(huge, out / "huge_model.c")
+        (out / name).write_text(f'#define {define}\n#include "huge_model.c"\n')
+        write_project(f401, out, [name], rx_max_for_input(16))
+        with pytest.raises(AqError) as err:
+            compile_project(f401, out)
+        message = str(err.value)
+        assert re.search(pattern, message) and message.endswith(f"; {fits} fits it"), message

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..boards import Board
+from ..boards import Board, fit_hint
 from ..errors import AqError
 from .graph import Graph, Tensor, read_tflite
 from .lower import lower
@@ -74,12 +74,20 @@ def default_build_dir(board: Board) -> Path:
     return Path("build") / board.name
 
 
+def _weight_bytes(graph: Graph) -> int:
+    """Bytes of constant data (weights, biases) the image stores in flash: a lower bound of its
+    flash needs, before the code is compiled."""
+    return sum(len(t.packed) if t.packed is not None else int(t.data.nbytes)
+               for t in graph.tensors if t.is_constant)
+
+
 def _check_fits_arena(graph: Graph, arena_bytes: int, board: Board, label: str) -> None:
     budget = board.ram_bytes - board.stack_bytes
     if arena_bytes > budget:
         raise AqError(f"{label} does not fit {board.name}: its activation arena needs {arena_bytes:,} "
                       f"bytes of RAM, the board has {board.ram_bytes:,} ({budget:,} after a "
-                      f"{board.stack_bytes:,}-byte stack)")
+                      f"{board.stack_bytes:,}-byte stack)"
+                      + fit_hint(_weight_bytes(graph), arena_bytes, board))
 
 
 def build(model_path: Path, board: Board, out_dir: Path) -> BuildInfo:

@@ -4,6 +4,7 @@ A project directory looks like::
 
     out_dir/
       Makefile  linker.ld  board_config.h      rendered from templates/firmware/*.j2
+      CMakeLists.txt  arm-none-eabi.cmake       the same build for CMake (and its toolchain file)
       model.c  model_data.c ...                 written by the code generator (model_sources)
       runtime/firmware/                         copy of the firmware/ runtime (aq_main.c, ...)
       build/  firmware.elf  firmware.bin  firmware.map
@@ -22,7 +23,7 @@ from pathlib import Path
 
 import jinja2
 
-from ..boards import Board
+from ..boards import Board, fit_hint
 from ..errors import AqError
 from ..flash import make_flash_targets
 from ..resources import data_dir
@@ -33,7 +34,8 @@ FRAME_OVERHEAD = 6
 PING_MAX = 64
 #: Prefix of the GNU Arm toolchain the generated Makefile uses.
 CROSS = "arm-none-eabi-"
-_TEMPLATES = ("Makefile", "linker.ld", "board_config.h", "README.md")
+_TEMPLATES = ("Makefile", "linker.ld", "board_config.h", "README.md", "CMakeLists.txt",
+              "arm-none-eabi.cmake")
 _IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", "*.o", "*.d", ".*")
 
 
@@ -90,6 +92,25 @@ def _sync_tree(src: Path, dst: Path) -> None:
                 path.rmdir()
 
 
+def runtime_sources(board: Board, model_sources: list[str]) -> list[str]:
+    """The C sources of the firmware, in the Makefile's link order (the CMake project lists
+    them so): model sources, aq_main.c, protocol/*.c, kernels/*.c (each replaced by the board's
+    optimised port of the same name, which then follow), startup, SoC, UART and timer drivers."""
+    fw = data_dir("firmware")
+    rt = "runtime/firmware"
+    protocol = sorted(p.name for p in (fw / "protocol").glob("*.c"))
+    kernels = sorted(p.name for p in (fw / "kernels").glob("*.c"))
+    kernel_srcs = [f"{rt}/kernels/{k}" for k in kernels]
+    if board.optimized:
+        opt = sorted(p.name for p in (fw / "kernels" / board.optimized).glob("*.c"))
+        kernel_srcs = [f"{rt}/kernels/{k}" for k in kernels if k not in opt] + [
+            f"{rt}/kernels/{board.optimized}/{k}" for k in opt]
+    return [*model_sources, f"{rt}/aq_main.c", *(f"{rt}/protocol/{p}" for p in protocol),
+            *kernel_srcs, f"{rt}/board/aq_startup_cortexm.c",
+            f"{rt}/board/aq_soc_{board.soc['driver']}.c", f"{rt}/board/aq_uart_{board.uart['driver']}.c",
+            f"{rt}/board/aq_timer_{board.timer['driver']}.c"]
+
+
 def write_project(board: Board, out_dir: Path, model_sources: list[str], rx_max: int) -> None:
     """Lay out a buildable firmware project for `board` in `out_dir`.
 
@@ -120,7 +141,8 @@ def write_project(board: Board, out_dir: Path, model_sources: list[str], rx_max:
         autoescape=False,
     )
     context = {"board": board, "model_sources": list(model_sources), "rx_max": int(rx_max),
-               "flash": make_flash_targets(board)}
+               "flash": make_flash_targets(board),
+               "cmake_sources": runtime_sources(board, list(model_sources))}
     for name in _TEMPLATES:
         text = env.get_template(f"{name}.j2").render(**context)
         _write_if_changed(out_dir / name, text.encode())
@@ -131,19 +153,23 @@ def _tail(text: str, lines: int = 25) -> str:
 
 
 def _overflow_error(board: Board, log: str) -> AqError | None:
-    """Turn the linker's "region overflowed" message into a size error naming the board."""
-    for region, kind, capacity in (
-        ("FLASH", "flash", board.flash_bytes),
-        ("RAM", "RAM", board.ram_bytes),
-    ):
+    """Turn the linker's "region overflowed" messages into a size error naming the board, the
+    numbers and the nearest board that fits (a region that did not overflow is bounded by this
+    board's capacity)."""
+    needs = {}
+    for region, capacity in (("FLASH", board.flash_bytes), ("RAM", board.ram_bytes)):
         m = re.search(rf"region [`']{region}' overflowed by (\d+) bytes?", log)
         if m:
-            needed = capacity + int(m.group(1))
-            return AqError(
-                f"model does not fit {board.name}: needs {needed} bytes of {kind}, "
-                f"board has {capacity}"
-            )
-    return None
+            needs[region] = capacity + int(m.group(1))
+    if not needs:
+        return None
+    flash = needs.get("FLASH", board.flash_bytes)
+    ram = needs.get("RAM", board.ram_bytes)
+    parts = [f"{needed} bytes of {'flash' if region == 'FLASH' else 'RAM'}, board has "
+             f"{board.flash_bytes if region == 'FLASH' else board.ram_bytes}"
+             for region, needed in needs.items()]
+    return AqError(f"model does not fit {board.name}: needs " + "; needs ".join(parts)
+                   + fit_hint(flash, ram - board.stack_bytes, board))
 
 
 def _run_size(args: list[str]) -> str:
@@ -207,5 +233,6 @@ def compile_project(board: Board, out_dir: Path) -> FirmwareImage:
         if used > capacity:
             raise AqError(
                 f"model does not fit {board.name}: needs {used} bytes of {kind}, board has {capacity}"
+                + fit_hint(image.flash_bytes, image.ram_bytes - board.stack_bytes, board)
             )
     return image

@@ -1,5 +1,5 @@
 /* STM32 GPIO alternate-function setup, shared by the STM32 SoC drivers. The register layout
- * (MODER, OTYPER, OSPEEDR, PUPDR, AFRL/AFRH) is the same on the F2/F4/F7/L4/L4+ families; only
+ * (MODER, OTYPER, OSPEEDR, PUPDR, AFRL/AFRH) is the same on the F2/F4/F7/H7/L4/L4+ families; only
  * the port base addresses and the RCC enable register differ, which the caller passes.
  * Pins come from board_config.h: AQ_UART_TX_PORT/_PIN, AQ_UART_RX_PORT/_PIN, AQ_UART_AF. */
 #ifndef AQ_STM32_GPIO_H

@@ -39,7 +39,7 @@ AQ_CM_INLINE void aq_cm_conv_fill(const aq_conv_params *p, const int8_t *input, 
   }
 }
 
-/* Largest INT4 row the x16 (and x2) sums keep inside int32: 32 * K * 8 * 255 < 2^31. */
+/* Largest INT4 row the x16 sums keep inside int32 (16 * K * 8 * 255 < 2^31, with margin). */
 #define AQ_CM_S4_MAX_K 32000
 
 AQ_CM_INLINE void aq_cm_conv(const aq_conv_params *p, const int8_t *input, const void *filter,

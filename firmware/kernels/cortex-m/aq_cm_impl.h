@@ -53,6 +53,20 @@ AQ_CM_INLINE uint32_t aq_cm_sxtab16_ror8(uint32_t a, uint32_t x) {
   return r;
 }
 
+/* Bottom halfword of a, bottom halfword of b in the top. */
+AQ_CM_INLINE uint32_t aq_cm_pkhbt16(uint32_t a, uint32_t b) {
+  uint32_t r;
+  __asm__("pkhbt %0, %1, %2, lsl #16" : "=r"(r) : "r"(a), "r"(b));
+  return r;
+}
+
+/* Top halfword of a, top halfword of b in the bottom. */
+AQ_CM_INLINE uint32_t aq_cm_pkhtb16(uint32_t a, uint32_t b) {
+  uint32_t r;
+  __asm__("pkhtb %0, %1, %2, asr #16" : "=r"(r) : "r"(a), "r"(b));
+  return r;
+}
+
 /* (a * b + 2^31) >> 32. */
 AQ_CM_INLINE int32_t aq_cm_smmulr(int32_t a, int32_t b) {
   int32_t r;
@@ -97,7 +111,8 @@ AQ_CM_INLINE int aq_cm_fast_ok(const aq_requant *q, const int32_t *bias, int32_t
 
 /* ---- The 4-pixel column buffer ----
  * Elements are grouped in chunks of AQ_CM_CHUNK(s4) (4 for int8 weights, 8 for INT4). A chunk
- * holds int16 pairs (input offset added, then doubled: see aq_cm_out2) in the order the weight
+ * holds int16 pairs (input offset added; doubled for int8 weights, see aq_cm_requant2; not for
+ * INT4, whose x16 weight products are shifted right by 3 instead) in the order the weight
  * word unpacks to, each pair for the four pixels A B C D in a row (one LDM):
  *   int8:  (x0,x2) (x1,x3)                   SXTB16(w), SXTB16(w ror 8)
  *   INT4:  (x0,x4) (x2,x6) (x1,x5) (x3,x7)   SXTB16(lo), SXTB16(lo ror 8), same for hi, where
@@ -112,7 +127,7 @@ AQ_CM_INLINE int32_t aq_cm_col_words(int32_t K, int s4) {
   return (K / AQ_CM_CHUNK(s4)) * AQ_CM_PIXELS * AQ_CM_PAIRS(s4) + 4 * AQ_CM_PIXELS;
 }
 
-/* Element k (already offset and doubled) of pixel pix. */
+/* Element k (already offset, and doubled for int8 weights) of pixel pix. */
 AQ_CM_INLINE void aq_cm_put(uint32_t *col, int32_t kc, int pix, int32_t k, int32_t v, int s4) {
   const int32_t chunk = k / AQ_CM_CHUNK(s4);
   int16_t *h;
@@ -128,12 +143,13 @@ AQ_CM_INLINE void aq_cm_put(uint32_t *col, int32_t kc, int pix, int32_t k, int32
 }
 
 /* Append n int8 elements from src (or n padding elements, 0 after the offset, when src is
- * NULL) at element k of pixel pix; returns the next k. Values are stored as 2 * (x + offset). */
+ * NULL) at element k of pixel pix; returns the next k. Values are stored as 2 * (x + offset)
+ * for int8 weights, x + offset for INT4. */
 static inline int32_t aq_cm_put_run(uint32_t *col, int32_t kc, int pix, int32_t k,
                                     const int8_t *src, int32_t n, uint32_t off2, int s4) {
   const int32_t chunk = AQ_CM_CHUNK(s4), stride = AQ_CM_PIXELS;
   while (n > 0 && (k % chunk) != 0) {
-    aq_cm_put(col, kc, pix, k++, src ? 2 * (*src++ + (int16_t)off2) : 0, s4);
+    aq_cm_put(col, kc, pix, k++, src ? (s4 ? 1 : 2) * (*src++ + (int16_t)off2) : 0, s4);
     --n;
   }
   uint32_t *dst = col + (k / chunk) * AQ_CM_PAIRS(s4) * stride + pix;
@@ -144,14 +160,12 @@ static inline int32_t aq_cm_put_run(uint32_t *col, int32_t kc, int pix, int32_t 
       if (src) {
         for (int32_t j = 0; j < full; ++j, src += 8, dst += 4 * stride) {
           const uint32_t a = aq_cm_ld32(src), b = aq_cm_ld32(src + 4);
-          uint32_t al = __sxtab16(off2, a), ah = aq_cm_sxtab16_ror8(off2, a);
-          uint32_t bl = __sxtab16(off2, b), bh = aq_cm_sxtab16_ror8(off2, b);
-          al = __sadd16(al, al); ah = __sadd16(ah, ah);
-          bl = __sadd16(bl, bl); bh = __sadd16(bh, bh);
-          dst[0] = (al & 0xFFFFu) | (bl << 16);
-          dst[stride] = (bl & 0xFFFF0000u) | (al >> 16);
-          dst[2 * stride] = (ah & 0xFFFFu) | (bh << 16);
-          dst[3 * stride] = (bh & 0xFFFF0000u) | (ah >> 16);
+          const uint32_t al = __sxtab16(off2, a), ah = aq_cm_sxtab16_ror8(off2, a);
+          const uint32_t bl = __sxtab16(off2, b), bh = aq_cm_sxtab16_ror8(off2, b);
+          dst[0] = aq_cm_pkhbt16(al, bl);
+          dst[stride] = aq_cm_pkhtb16(bl, al);
+          dst[2 * stride] = aq_cm_pkhbt16(ah, bh);
+          dst[3 * stride] = aq_cm_pkhtb16(bh, ah);
         }
       } else {
         for (int32_t j = 0; j < full; ++j, dst += 4 * stride)
@@ -173,7 +187,7 @@ static inline int32_t aq_cm_put_run(uint32_t *col, int32_t kc, int pix, int32_t 
     n -= full * chunk;
   }
   while (n > 0) {
-    aq_cm_put(col, kc, pix, k++, src ? 2 * (*src++ + (int16_t)off2) : 0, s4);
+    aq_cm_put(col, kc, pix, k++, src ? (s4 ? 1 : 2) * (*src++ + (int16_t)off2) : 0, s4);
     --n;
   }
   return k;
@@ -193,6 +207,8 @@ typedef struct {
   const int32_t *bias;
   const aq_requant *q;
   int32_t full_range;     /* act range is [-128, 127]: SSAT alone clamps */
+  int32_t sat;            /* 8: act range [-128, 127], 4: [-8, 7] (SSAT #sat clamps); else 0 */
+  int32_t s4_hi;          /* INT4 sums fit 4096 * |sum| < 2^31: the x4096 lanes (aq_cm_matmul.c) */
   int32_t off2p1;         /* 2 * output_offset + 1 */
   int32_t all_right;      /* every channel's shift is a right shift */
 } aq_cm_mm;
@@ -209,7 +225,11 @@ AQ_CM_INLINE void aq_cm_mm_init(aq_cm_mm *mm, int32_t K, const void *filter, con
   mm->bias = bias;
   mm->q = q;
   mm->full_range = q->act_min <= -128 && q->act_max >= 127;
+  mm->sat = mm->full_range ? 8 : (q->act_min == -8 && q->act_max == 7) ? 4 : 0;
   mm->off2p1 = 2 * q->output_offset + 1;
+  /* Largest |x + input_offset| times largest |w| (8) times K. */
+  const int32_t xo = q->input_offset, xmax = (xo + 127 > 128 - xo) ? xo + 127 : 128 - xo;
+  mm->s4_hi = s4 && (int64_t)K * 8 * xmax < ((int64_t)1 << 19);
   mm->all_right = 1;
   for (int32_t c = 0; c < n_ch; ++c) mm->all_right &= q->shift[c] < 0;
 }

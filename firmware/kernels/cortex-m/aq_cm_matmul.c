@@ -3,7 +3,8 @@
  *
  * Inner loop in hand-allocated registers: per int8 chunk one LDR of 4 weights, 2 SXTB16, 2 LDM
  * of the four pixels' pairs and 8 SMLAD (16 MACs); per INT4 chunk one LDR of 8 weights, 3
- * masks, 4 SXTB16, 4 LDM and 16 SMLAD (32 MACs, each product x16, shifted back exactly). */
+ * masks, 4 SXTB16, 4 LDM and 16 SMLAD (32 MACs, each product x16 of an undoubled activation,
+ * shifted right by 3 exactly to the doubled sum the requantisation takes). */
 #include "aq_cm_impl.h"
 
 #define AQ_CM_QUAD(src)                    \
@@ -29,9 +30,28 @@
   AQ_CM_QUAD("r11")                                                   \
   AQ_CM_QUAD("r11, ror #8")
 
+/* INT4 with small sums (s4 == 2, see aq_cm_mm.s4_hi): each pair of weights is masked straight
+ * into 16-bit lanes as 4096 * w (the nibble at the top of its halfword, so already signed): one
+ * AND with the mask in r12 per four pixels' pairs, no SXTB16. */
+#define AQ_CM_QUAD_HI(src)                 \
+  "and lr, " src "\n\t"                    \
+  "ldmia r0!, {r4, r5, r6, r7}\n\t"        \
+  "smlad r3, lr, r4, r3\n\t"               \
+  "smlad r8, lr, r5, r8\n\t"               \
+  "smlad r9, lr, r6, r9\n\t"               \
+  "smlad r10, lr, r7, r10\n\t"
+
+#define AQ_CM_STEP_S4_HI                   \
+  "ldr r11, [r1], #4\n\t"                 \
+  AQ_CM_QUAD_HI("r12, r11, lsl #12") /* (w0, w4) */ \
+  AQ_CM_QUAD_HI("r12, r11, lsl #4")  /* (w2, w6) */ \
+  AQ_CM_QUAD_HI("r12, r11, lsl #8")  /* (w1, w5) */ \
+  AQ_CM_QUAD_HI("r12, r11")          /* (w3, w7) */
+
 static inline __attribute__((always_inline)) void aq_cm_matmul(const aq_cm_mm *mm,
                                                                const uint32_t *col, int8_t *out,
-                                                               int n_pix, int s4, int common) {
+                                                               int n_pix, int s4, int common,
+                                                               int sat) {
   const aq_requant *q = mm->q;
   const uint8_t *wrow = (const uint8_t *)mm->filter;
   const int16_t *tail_x = (const int16_t *)(col + mm->kc * AQ_CM_PAIRS(s4) * AQ_CM_PIXELS);
@@ -44,11 +64,34 @@ static inline __attribute__((always_inline)) void aq_cm_matmul(const aq_cm_mm *m
     register int32_t a1 __asm__("r8") = 0;
     register int32_t a2 __asm__("r9") = 0;
     register int32_t a3 __asm__("r10") = 0;
-    if (s4) {
+    if (s4 == 2) {
+      register uint32_t mask __asm__("r12") = 0xF000F000u;
       __asm__ volatile(
-          "cmp %[n], #0\n\t"
+          "tst %[n], #1\n\t"
+          "beq 2f\n\t"
+          AQ_CM_STEP_S4_HI
+          "2:\n\t"
+          "asrs %[n], %[n], #1\n\t"
           "beq 3f\n\t"
           "1:\n\t"
+          AQ_CM_STEP_S4_HI
+          AQ_CM_STEP_S4_HI
+          "subs %[n], %[n], #1\n\t"
+          "bne 1b\n\t"
+          "3:\n\t"
+          : [x] "+r"(x), [w] "+r"(wp), [n] "+r"(n), "+r"(a0), "+r"(a1), "+r"(a2), "+r"(a3)
+          : "r"(mask)
+          : "r4", "r5", "r6", "r7", "r11", "lr", "cc", "memory");
+    } else if (s4) {
+      __asm__ volatile(
+          "tst %[n], #1\n\t"
+          "beq 2f\n\t"
+          AQ_CM_STEP_S4
+          "2:\n\t"
+          "asrs %[n], %[n], #1\n\t"
+          "beq 3f\n\t"
+          "1:\n\t"
+          AQ_CM_STEP_S4
           AQ_CM_STEP_S4
           "subs %[n], %[n], #1\n\t"
           "bne 1b\n\t"
@@ -56,7 +99,6 @@ static inline __attribute__((always_inline)) void aq_cm_matmul(const aq_cm_mm *m
           : [x] "+r"(x), [w] "+r"(wp), [n] "+r"(n), "+r"(a0), "+r"(a1), "+r"(a2), "+r"(a3)
           :
           : "r4", "r5", "r6", "r7", "r11", "r12", "lr", "cc", "memory");
-      a0 >>= 4; a1 >>= 4; a2 >>= 4; a3 >>= 4;
     } else {
       __asm__ volatile(
           "tst %[n], #1\n\t"
@@ -75,15 +117,17 @@ static inline __attribute__((always_inline)) void aq_cm_matmul(const aq_cm_mm *m
           :
           : "r4", "r5", "r6", "r7", "r11", "r12", "lr", "cc", "memory");
     }
-    int32_t y0 = a0, y1 = a1, y2 = a2, y3 = a3;
+    /* Doubled sums: INT4 products carry x16 (s4 == 1) or x4096 (s4 == 2) of an undoubled
+     * column, shifted back exactly together with adding the doubled bias. */
+    const int sh4 = s4 == 2 ? 11 : s4 ? 3 : 0;
+    int32_t b2 = (common || mm->bias) ? 2 * mm->bias[c] : 0;
+    if (s4) __asm__("" : "+r"(b2)); /* keep b2 whole so the shift folds into the add */
+    int32_t y0 = b2 + (a0 >> sh4), y1 = b2 + (a1 >> sh4), y2 = b2 + (a2 >> sh4),
+            y3 = b2 + (a3 >> sh4);
     for (int32_t t = 0; !common && t < mm->tail; ++t) {
-      const int32_t w = aq_cm_weight(wrow, mm->kc * AQ_CM_CHUNK(s4) + t, s4);
+      const int32_t w = (s4 ? 2 : 1) * aq_cm_weight(wrow, mm->kc * AQ_CM_CHUNK(s4) + t, s4);
       y0 += w * tail_x[t]; y1 += w * tail_x[8 + t];
       y2 += w * tail_x[16 + t]; y3 += w * tail_x[24 + t];
-    }
-    if (common || mm->bias) {
-      const int32_t b2 = 2 * mm->bias[c];
-      y0 += b2; y1 += b2; y2 += b2; y3 += b2;
     }
     const int32_t m = q->multiplier[c], sh = q->shift[c], o2 = mm->off2p1;
     if (common) {
@@ -98,8 +142,10 @@ static inline __attribute__((always_inline)) void aq_cm_matmul(const aq_cm_mm *m
       y2 = aq_cm_requant2_any(y2, m, sh, o2);
       y3 = aq_cm_requant2_any(y3, m, sh, o2);
     }
-    if (common || mm->full_range) {
+    if (sat == 8 || (!sat && mm->sat == 8)) {
       y0 = __ssat(y0, 8); y1 = __ssat(y1, 8); y2 = __ssat(y2, 8); y3 = __ssat(y3, 8);
+    } else if (sat == 4 || mm->sat == 4) {
+      y0 = __ssat(y0, 4); y1 = __ssat(y1, 4); y2 = __ssat(y2, 4); y3 = __ssat(y3, 4);
     } else {
       y0 = aq_clamp(y0, q->act_min, q->act_max); y1 = aq_clamp(y1, q->act_min, q->act_max);
       y2 = aq_clamp(y2, q->act_min, q->act_max); y3 = aq_clamp(y3, q->act_min, q->act_max);
@@ -115,18 +161,35 @@ static inline __attribute__((always_inline)) void aq_cm_matmul(const aq_cm_mm *m
   }
 }
 
-/* The common case (4 pixels, K a whole number of chunks, a bias, no activation clamp beyond
- * int8, right shifts only) gets its own copy of the loop without the per-channel checks. */
+/* The common case (4 pixels, K a whole number of chunks, a bias, an activation range of
+ * [-128, 127] or the 4-bit [-8, 7], right shifts only) gets its own copies of the loop without
+ * the per-channel checks. */
+static inline __attribute__((always_inline)) void aq_cm_matmul_any(const aq_cm_mm *mm,
+                                                                   const uint32_t *col,
+                                                                   int8_t *out, int n_pix,
+                                                                   int s4) {
+  const int common = n_pix == 4 && mm->tail == 0 && mm->bias && mm->all_right;
+  if (common && mm->sat == 8) {
+    if (s4 && mm->s4_hi)
+      aq_cm_matmul(mm, col, out, 4, 2, 1, 8);
+    else
+      aq_cm_matmul(mm, col, out, 4, s4, 1, 8);
+  } else if (common && mm->sat == 4) {
+    if (s4 && mm->s4_hi)
+      aq_cm_matmul(mm, col, out, 4, 2, 1, 4);
+    else
+      aq_cm_matmul(mm, col, out, 4, s4, 1, 4);
+  } else if (mm->sat == 4) {
+    aq_cm_matmul(mm, col, out, n_pix, s4, 0, 4);
+  } else {
+    aq_cm_matmul(mm, col, out, n_pix, s4, 0, 0);
+  }
+}
+
 void aq_cm_matmul_4px_s8(const aq_cm_mm *mm, const uint32_t *col, int8_t *out, int n_pix) {
-  if (n_pix == 4 && mm->tail == 0 && mm->bias && mm->full_range && mm->all_right)
-    aq_cm_matmul(mm, col, out, 4, 0, 1);
-  else
-    aq_cm_matmul(mm, col, out, n_pix, 0, 0);
+  aq_cm_matmul_any(mm, col, out, n_pix, 0);
 }
 
 void aq_cm_matmul_4px_s4(const aq_cm_mm *mm, const uint32_t *col, int8_t *out, int n_pix) {
-  if (n_pix == 4 && mm->tail == 0 && mm->bias && mm->full_range && mm->all_right)
-    aq_cm_matmul(mm, col, out, 4, 1, 1);
-  else
-    aq_cm_matmul(mm, col, out, n_pix, 1, 0);
+  aq_cm_matmul_any(mm, col, out, n_pix, 1);
 }
