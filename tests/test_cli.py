@@ -6,7 +6,6 @@ import socket
 import subprocess
 import sys
 
-import pytest
 
 
 def aqedge(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:

@@ -3,7 +3,6 @@ ports (firmware/kernels/cortex-m/) bit-exact with TFLite Micro on int8 and INT4 
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -15,10 +14,7 @@ from aqedge.harness.session import metrics, run_session
 
 from conftest import MLPERF_TINY, int4_variant
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("arm-none-eabi-gcc") is None or shutil.which("qemu-system-arm") is None,
-    reason="needs arm-none-eabi-gcc and qemu-system-arm",
-)
+# arm-none-eabi-gcc and qemu-system-arm are required (make setup installs them): no skips.
 
 
 def test_board_picks_cortex_m_kernels():

@@ -10,7 +10,7 @@ import textwrap
 import numpy as np
 import pytest
 
-keras = pytest.importorskip("keras")
+import keras
 
 from aqedge.convert import (convert_int8, convert_qat, inspect_tflite, pack_int4,  # noqa: E402
                             unpack_int4)

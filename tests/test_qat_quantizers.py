@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-tf = pytest.importorskip("tensorflow")
-keras = pytest.importorskip("keras")
+import tensorflow as tf
+import keras
 
 from aqedge.qat import ActivationQuantizer, WeightQuantizer  # noqa: E402
 from aqedge.qat.layers import tflite_requantize  # noqa: E402
