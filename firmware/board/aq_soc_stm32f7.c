@@ -32,6 +32,8 @@
 #define AQ_CR_HSEBYP (1u << 18)
 #define AQ_CR_PLLON (1u << 24)
 #define AQ_CR_PLLRDY (1u << 25)
+
+#include "aq_stm32_rcc.h" /* needs the AQ_CR_* bits above */
 #define AQ_APB1ENR_PWREN (1u << 28)
 #define AQ_PWR_CR1_ODEN (1u << 16)
 #define AQ_PWR_CR1_ODSWEN (1u << 17)
@@ -87,23 +89,7 @@ void aq_soc_init(void)
     (void)AQ_RCC_APB1ENR;
     AQ_PWR_CR1 = (AQ_PWR_CR1 & ~(3u << 14)) | ((uint32_t)AQ_SOC_VOS << 14);
 
-#if defined(AQ_SOC_SOURCE_HSE_BYPASS)
-    AQ_RCC_CR |= AQ_CR_HSEBYP | AQ_CR_HSEON;
-    while ((AQ_RCC_CR & AQ_CR_HSERDY) == 0u) {
-    }
-#elif defined(AQ_SOC_SOURCE_HSE)
-    AQ_RCC_CR |= AQ_CR_HSEON;
-    while ((AQ_RCC_CR & AQ_CR_HSERDY) == 0u) {
-    }
-#else
-    AQ_RCC_CR |= AQ_CR_HSION;
-    while ((AQ_RCC_CR & AQ_CR_HSIRDY) == 0u) {
-    }
-#endif
-
-    AQ_RCC_CR &= ~AQ_CR_PLLON;
-    while ((AQ_RCC_CR & AQ_CR_PLLRDY) != 0u) {
-    }
+    aq_stm32_pll_input_on_pll_off(&AQ_RCC_CR);
     AQ_RCC_PLLCFGR = (AQ_RCC_PLLCFGR & ~AQ_PLLCFGR_MASK) | (uint32_t)AQ_SOC_PLL_M |
                      ((uint32_t)AQ_SOC_PLL_N << 6) | (((uint32_t)AQ_SOC_PLL_P / 2u - 1u) << 16) |
                      (AQ_PLLSRC << 22) | ((uint32_t)AQ_SOC_PLL_Q << 24);

@@ -30,6 +30,8 @@
 #define AQ_CR_HSEBYP (1u << 18)
 #define AQ_CR_PLLON (1u << 24)
 #define AQ_CR_PLLRDY (1u << 25)
+
+#include "aq_stm32_rcc.h" /* needs the AQ_CR_* bits above */
 #define AQ_APB1ENR1_PWREN (1u << 28)
 #define AQ_PWR_SR2_VOSF (1u << 10)
 #define AQ_PWR_CR2_IOSV (1u << 9)
@@ -84,23 +86,7 @@ void aq_soc_init(void)
     while ((AQ_FLASH_ACR & 0xFu) != (uint32_t)AQ_SOC_FLASH_LATENCY) {
     }
 
-#if defined(AQ_SOC_SOURCE_HSE_BYPASS)
-    AQ_RCC_CR |= AQ_CR_HSEBYP | AQ_CR_HSEON;
-    while ((AQ_RCC_CR & AQ_CR_HSERDY) == 0u) {
-    }
-#elif defined(AQ_SOC_SOURCE_HSE)
-    AQ_RCC_CR |= AQ_CR_HSEON;
-    while ((AQ_RCC_CR & AQ_CR_HSERDY) == 0u) {
-    }
-#else
-    AQ_RCC_CR |= AQ_CR_HSION;
-    while ((AQ_RCC_CR & AQ_CR_HSIRDY) == 0u) {
-    }
-#endif
-
-    AQ_RCC_CR &= ~AQ_CR_PLLON;
-    while ((AQ_RCC_CR & AQ_CR_PLLRDY) != 0u) {
-    }
+    aq_stm32_pll_input_on_pll_off(&AQ_RCC_CR);
     AQ_RCC_PLLCFGR = (AQ_RCC_PLLCFGR & ~AQ_PLLCFGR_MASK) | AQ_PLLSRC |
                      (((uint32_t)AQ_SOC_PLL_M - 1u) << 4) | ((uint32_t)AQ_SOC_PLL_N << 8) |
                      AQ_PLLCFGR_PLLREN | (((uint32_t)AQ_SOC_PLL_R / 2u - 1u) << 25);
