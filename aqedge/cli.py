@@ -88,6 +88,7 @@ def quantize(model: Path = typer.Argument(..., help="Float Keras model (.keras).
              first_last_bits: int = typer.Option(8, "--first-last-bits", help="Bits of the first and last layer's weights."),
              shift: bool = typer.Option(True, "--shift/--no-shift", help="Learn the activation shift (adaptive) or not (LSQ)."),
              epochs: int = typer.Option(2, "--epochs", help="Quantization-aware fine-tuning epochs."),
+             distill: float = typer.Option(0.0, "--distill", help="Distil the float model: weight (0-1) of its predictions in the training targets."),
              limit: Optional[int] = typer.Option(None, "--limit", help="Train on the first N images only (quick runs)."),
              seed: int = typer.Option(0, "--seed", help="Random seed."),
              out: Path = typer.Option(Path("qat.keras"), "-o", "--out", help="Where to save the QAT model.")) -> None:
@@ -100,7 +101,7 @@ def quantize(model: Path = typer.Argument(..., help="Float Keras model (.keras).
     x, y = x[:limit], y[:limit]
     qat_model = quantize_example(float_model, x, y, epochs, seed, console, _progress,
                                  weight_bits=weight_bits, activation_bits=activation_bits,
-                                 first_last_bits=first_last_bits, shift=shift)
+                                 first_last_bits=first_last_bits, shift=shift, distill=distill)
     qat_model.save(out)
     console.print(f"wrote {out}")
 

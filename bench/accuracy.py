@@ -7,9 +7,15 @@
 Per (dataset, arch, seed): a float model is trained `--float-epochs`; the QAT rows quantize it
 and fine-tune `--qat-epochs` (same budget and seed for LSQ and adaptive); the FP32 row is that
 float model trained `--qat-epochs` more (the whole budget), and the PTQ rows quantize the FP32
-model without training. Every accuracy is measured by the LiteRT interpreter running the
-converted `.tflite` on the test set, never by Keras. Writes `accuracy.json` (a list of rows
-`{dataset, arch, variant, seed, accuracy, weight_bytes}`) and `accuracy.md` to `--out-dir`.
+model without training. `--distill W` fine-tunes both QAT rows on soft targets that put weight
+W on the float model's predictions. Every accuracy is measured by the LiteRT interpreter running
+the converted `.tflite` on the test set, never by Keras.
+
+Writes `accuracy.json` (a list of rows `{dataset, arch, variant, seed, accuracy, weight_bytes}`,
+each also carrying its training budget) and `accuracy.md` to `--out-dir`. Rows already in
+`accuracy.json` are kept unless this run measures the same (dataset, arch, variant, seed), so the
+architectures and datasets can be run separately (or in parallel into separate directories and
+merged with `--merge DIR...`).
 """
 
 from __future__ import annotations
@@ -112,11 +118,15 @@ def run_one(dataset, arch, seed, args, log):
     build = {"relu_cnn": relu_cnn, "swish_mbv2": swish_mbv2}[arch]
     rows = []
 
-    def record(variant, buf):
+    def record(variant, buf, distill=None):
         acc = tflite_accuracy(buf, xt, yt)
-        wb = inspect_tflite(buf)["weight_bytes"]
+        info = inspect_tflite(buf)
+        wb = info["weight_bytes"]
         rows.append(dict(dataset=dataset, arch=arch, variant=variant, seed=seed,
-                         accuracy=acc, weight_bytes=wb))
+                         accuracy=acc, weight_bytes=wb, bias_bytes=info["bias_bytes"], float_epochs=args.float_epochs,
+                         qat_epochs=args.qat_epochs, distill=distill,
+                         first_last_bits=args.first_last_bits,
+                         train_samples=len(x), test_samples=len(xt)))
         log(f"{dataset} {arch} seed {seed} {variant:14s} acc {acc:.4f}  weights {wb} B")
 
     t0 = time.time()
@@ -128,15 +138,15 @@ def run_one(dataset, arch, seed, args, log):
     want = set(args.variants)
 
     if want & {"lsq_w4a4", "adaptive_w4a4"}:
-        for variant, shift in (("lsq_w4a4", False), ("adaptive_w4a4", True)):
+        for variant, shift in (("adaptive_w4a4", True), ("lsq_w4a4", False)):
             if variant not in want:
                 continue
             t1 = time.time()
             qat = quantize_and_finetune(base, x, y, args.qat_epochs, lr=args.qat_lr, seed=seed,
                                         calibration_samples=args.calibration_samples,
-                                        shift=shift, **qkw)
+                                        shift=shift, distill=args.distill, **qkw)
             log(f"  {variant} fine-tuning {args.qat_epochs} epochs: {time.time() - t1:.0f} s")
-            record(variant, convert_qat(qat, rep))
+            record(variant, convert_qat(qat, rep), distill=args.distill)
 
     if want & {"fp32", "ptq_int8", "ptq_w4a8"}:
         fp32 = with_batch_size(base, None)       # a copy: base stays the QAT starting point
@@ -158,17 +168,47 @@ def markdown(rows) -> str:
     groups = sorted({(r["dataset"], r["arch"]) for r in rows})
     for dataset, arch in groups:
         sel = [r for r in rows if r["dataset"] == dataset and r["arch"] == arch]
-        lines += [f"### {dataset} · {arch}", "",
-                  "| variant | accuracy (%) | seeds | weight bytes |", "|---|---:|---:|---:|"]
+        lines += [f"### {dataset} · {arch}", "", budget(sel), "",
+                  "| variant | accuracy (%) | seeds | weight bytes (filters + biases) "
+                  "| filter bytes |", "|---|---:|---:|---:|---:|"]
         for v in VARIANTS:
             vs = [r for r in sel if r["variant"] == v]
             if not vs:
                 continue
             acc = np.array([r["accuracy"] for r in vs]) * 100
             txt = f"{acc.mean():.2f} ± {acc.std():.2f}" if len(acc) > 1 else f"{acc[0]:.2f}"
-            lines.append(f"| {LABELS[v]} | {txt} | {len(vs)} | {vs[0]['weight_bytes']:,} |")
+            wb = vs[0]["weight_bytes"]
+            filters = f"{wb - vs[0]['bias_bytes']:,}" if "bias_bytes" in vs[0] else "—"
+            lines.append(f"| {LABELS[v]} | {txt} | {len(vs)} | {wb:,} | {filters} |")
         lines.append("")
     return "\n".join(lines)
+
+
+def budget(rows) -> str:
+    """One line stating the training budget(s) behind `rows`."""
+    kinds = sorted({(r.get("float_epochs"), r.get("qat_epochs"), r.get("first_last_bits"),
+                     r.get("train_samples"), r.get("test_samples")) for r in rows}, key=str)
+    parts = []
+    for fe, qe, flb, ntrain, ntest in kinds:
+        if fe is None:
+            parts.append("budget not recorded")
+            continue
+        parts.append(f"{fe} float + {qe} QAT epochs (FP32 trained {fe + qe}); first/last layers "
+                     f"{flb}-bit (their weights and the last one's input); {ntrain:,} training / "
+                     f"{ntest:,} test images")
+    kd = sorted({r["distill"] for r in rows if r.get("distill") is not None})
+    kd_txt = {(): "", (0.0,): "; QAT on the labels"}.get(
+        tuple(kd), "; QAT targets: " + " / ".join(
+            f"labels mixed with the float model's predictions (weight {w})" if w else "labels"
+            for w in kd))
+    return "; ".join(parts) + kd_txt + "."
+
+
+def merge(rows, new):
+    """`rows` with every row of `new` replacing the one with the same key."""
+    key = lambda r: (r["dataset"], r["arch"], r["variant"], r["seed"])   # noqa: E731
+    fresh = {key(r) for r in new}
+    return [r for r in rows if key(r) not in fresh] + list(new)
 
 
 def main(argv=None):
@@ -182,29 +222,38 @@ def main(argv=None):
     p.add_argument("--float-lr", type=float, default=2e-3)
     p.add_argument("--qat-lr", type=float, default=5e-4)
     p.add_argument("--first-last-bits", type=int, default=8)
+    p.add_argument("--distill", type=float, default=0.0,
+                   help="weight of the float model's predictions in the QAT targets (0 = labels)")
     p.add_argument("--calibration-samples", type=int, default=512)
     p.add_argument("--train-samples", type=int, default=0, help="0 = the whole training set")
     p.add_argument("--test-samples", type=int, default=0, help="0 = the whole 10k test set")
     p.add_argument("--out-dir", type=Path, default=Path(__file__).resolve().parent / "results")
+    p.add_argument("--merge", nargs="+", type=Path, default=[], metavar="DIR",
+                   help="only merge the accuracy.json of these directories into --out-dir")
     args = p.parse_args(argv)
 
     args.out_dir.mkdir(parents=True, exist_ok=True)
-    rows = []
     jpath, mpath = args.out_dir / "accuracy.json", args.out_dir / "accuracy.md"
+    rows = json.loads(jpath.read_text()) if jpath.exists() else []
 
     def log(msg):
         print(msg, flush=True)
 
-    for dataset in args.datasets:
-        for arch in args.archs:
-            for seed in args.seeds:
-                rows += run_one(dataset, arch, seed, args, log)
-                jpath.write_text(json.dumps(rows, indent=1) + "\n")   # keep partial results
-    header = (f"Accuracy measured by the TFLite interpreter on the converted .tflite "
-              f"({args.float_epochs} float + {args.qat_epochs} QAT epochs; FP32 trained "
-              f"{args.float_epochs + args.qat_epochs}; first/last layers "
-              f"{args.first_last_bits}-bit).\n\n")
-    mpath.write_text(header + markdown(rows))
+    def save():
+        jpath.write_text(json.dumps(rows, indent=1) + "\n")
+        mpath.write_text("Accuracy measured by the TFLite (LiteRT) interpreter on the converted "
+                         ".tflite, never by Keras; mean ± std over seeds.\n\n" + markdown(rows))
+
+    if args.merge:
+        for d in args.merge:
+            rows = merge(rows, json.loads((d / "accuracy.json").read_text()))
+        save()
+    else:
+        for dataset in args.datasets:
+            for arch in args.archs:
+                for seed in args.seeds:
+                    rows = merge(rows, run_one(dataset, arch, seed, args, log))
+                    save()                                    # keep partial results
     print(mpath.read_text())
 
 

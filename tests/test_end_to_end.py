@@ -74,7 +74,7 @@ def test_w4a4_through_the_cli_on_emulated_stm32(tmp_path):
         return result.stdout
 
     out = cli("quantize", "float.keras", "--epochs", "1", "--limit", "2000", "--first-last-bits", "4",
-              "-o", "qat.keras")
+              "--distill", "0.5", "-o", "qat.keras")
     assert "epoch 1/1" in out
     assert isinstance(keras.models.load_model(tmp_path / "qat.keras"), keras.Model)
     cli("convert", "qat.keras", "-o", "w4a4.tflite")

@@ -10,6 +10,7 @@ import textwrap
 import numpy as np
 import pytest
 
+import tensorflow as tf
 import keras
 
 from aqedge.convert import (convert_int8, convert_qat, inspect_tflite, pack_int4,  # noqa: E402
@@ -225,8 +226,8 @@ def test_save_load_round_trip(trained, fashion, tmp_path):
 
 
 def test_swish_depthwise_residual_net_converts_and_matches():
-    """INT4 DEPTHWISE_CONV_2D, Swish (LOGISTIC+MUL), HARD_SWISH and ADD are bit-exact with
-    TFLite Micro up to the Add; MEAN (global average pooling) is not emulated bit-exactly."""
+    """INT4 DEPTHWISE_CONV_2D, Swish (LOGISTIC+MUL), HARD_SWISH, ADD and MEAN (global average
+    pooling) are bit-exact with TFLite Micro."""
     keras.utils.set_random_seed(0)
     rep = np.random.default_rng(0).random((64, 12, 12, 1), dtype=np.float32)
     for shift in (True, False):
@@ -237,14 +238,73 @@ def test_swish_depthwise_residual_net_converts_and_matches():
         assert {"DEPTHWISE_CONV_2D", "LOGISTIC", "HARD_SWISH", "ADD", "MEAN"} <= ops
         dw = [op for op in info["ops"] if op["op"] == "DEPTHWISE_CONV_2D"][0]
         assert dw["weight_type"] == "INT4"
-        tflm = _run(buf, rep, "tflm")
-        assert np.mean(np.abs(tflm - _codes(info, "outputs", qat.predict(rep, verbose=0)))
-                       <= 1) >= 0.8
-        sub = keras.Model(qat.inputs, qat.get_layer("add_quant").output[0])
-        sbuf = convert_qat(sub, rep)
-        sinfo = inspect_tflite(sbuf)
-        np.testing.assert_array_equal(_run(sbuf, rep, "tflm"),
-                                      _codes(sinfo, "outputs", sub.predict(rep, verbose=0)))
+        np.testing.assert_array_equal(_run(buf, rep, "tflm"),
+                                      _codes(info, "outputs", qat.predict(rep, verbose=0)))
+
+
+def test_concatenation_of_relu_branches_converts_and_matches():
+    """A 4-bit CONCATENATION whose lower clip is exactly 0 keeps its quantizer's scale (no
+    standalone RELU requantizing a calibrated range), so TFLite Micro equals Keras exactly."""
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((8, 8, 1), name="image")
+    a = L.Conv2D(4, 3, padding="same", activation="relu", name="a")(inp)
+    b = L.Conv2D(4, 3, padding="same", activation="relu", name="b")(inp)
+    h = L.Concatenate(name="cat")([a, b])
+    h = L.Flatten()(L.Conv2D(4, 3, padding="same", activation="relu", name="c")(h))
+    model = keras.Model(inp, L.Dense(3, name="logits")(h))
+    rep = np.random.default_rng(0).random((64, 8, 8, 1), dtype=np.float32)
+    for shift in (True, False):
+        qat = quantize_model(model, calibration_data=rep, shift=shift)
+        q = qat.get_layer("cat_quant")
+        if shift:
+            q.set_params(q.quant_params()[0], 8 * q.quant_params()[0])   # window from exactly 0
+        s, zp, cmin, _ = q.quant_params()
+        assert (cmin - zp) * s == 0.0 and q.requantize_first
+        buf = convert_qat(qat, rep)
+        info = inspect_tflite(buf)
+        cat = [op for op in info["ops"] if op["op"] == "CONCATENATION"][0]
+        out = info["tensors"][cat["outputs"][0]]
+        assert out["scale"][0] == pytest.approx(s, rel=1e-6) and out["zero_point"][0] == zp
+        np.testing.assert_array_equal(_run(buf, rep, "tflm"),
+                                      _codes(info, "outputs", qat.predict(rep, verbose=0)))
+
+
+@pytest.mark.parametrize("shift", [True, False])
+@pytest.mark.parametrize("case", ["random", "ties"])
+def test_global_average_pool_is_tflites_integer_mean(shift, case, tmp_path):
+    """The quantizer after GlobalAveragePooling2D predicts TFLite Micro's int8 MEAN codes.
+
+    `random`: 5×5 pool (1/25 folded into the multiplier), 4-bit output whose lower clip is 0 with
+    `shift=True` (a RELU after MEAN). `ties`: 2×2 pool with s_in = s_out, so a quarter of the means
+    lie exactly halfway between two codes; TFLite rounds those away from zero."""
+    rng = np.random.default_rng(1)
+    size, bits, s_in, s_out = (5, 4, 0.05, 0.061) if case == "random" else (2, 8, 0.1, 0.1)
+    inputs = keras.Input((size, size, 8), name="x")
+    pool = L.GlobalAveragePooling2D(keepdims=case == "ties", name="pool")(inputs)
+    qat = quantize_model(keras.Model(inputs, pool), activation_bits=bits, shift=shift)
+    qat.get_layer("x_quant").set_params(s_in, 0.0)
+    qat.get_layer("pool_quant").set_params(s_out, 8 * s_out)   # shifted 4-bit window from 0
+    codes = rng.integers(-128, 128, (64, size, size, 8))
+    if case == "ties":
+        sums = codes.sum(axis=(1, 2))
+        assert np.any((sums % 4 == 2) & (sums < 0)) and np.any((sums % 4 == 2) & (sums > 0))
+    x = (codes * s_in).astype(np.float32)
+    buf = convert_qat(qat, x)
+    info = inspect_tflite(buf)
+    mean = [op for op in info["ops"] if op["op"] == "MEAN"][0]
+    s, zp, _, _ = qat.get_layer("pool_quant").quant_params()
+    mean_out = info["tensors"][mean["outputs"][0]]   # MEAN writes the quantizer's grid directly
+    assert mean_out["scale"][0] == pytest.approx(s) and mean_out["zero_point"][0] == zp
+    tflm = _run(buf, x, "tflm")
+    np.testing.assert_array_equal(tflm, _codes(info, "outputs", qat.predict(x, verbose=0)))
+    with tf.GradientTape() as tape:   # training: TFLite's values, the quantizer's gradients
+        y = qat(x, training=True)
+    np.testing.assert_array_equal(tflm, _codes(info, "outputs", y.numpy()))
+    assert all(g is not None for g in tape.gradient(
+        y, qat.get_layer("pool_quant").trainable_weights))
+    qat.save(tmp_path / "mean.keras")
+    back = keras.models.load_model(tmp_path / "mean.keras")
+    np.testing.assert_array_equal(back.predict(x, verbose=0), qat.predict(x, verbose=0))
 
 
 # -- training under MirroredStrategy ----------------------------------------------------------
@@ -288,6 +348,41 @@ def test_trains_under_mirrored_strategy_on_two_cpus():
     assert "MIRRORED-OK" in r.stdout, r.stderr[-3000:]
 
 
+# -- distillation -----------------------------------------------------------------------------
+def test_distillation_targets_mix_labels_with_the_teachers_probabilities():
+    from aqedge.train import distillation_targets
+
+    keras.utils.set_random_seed(1)
+    inp = keras.Input((6,))
+    logits_model = keras.Model(inp, L.Dense(3)(inp))
+    softmax_model = keras.Model(inp, L.Softmax()(logits_model(inp)))
+    x = np.random.default_rng(0).normal(size=(40, 6)).astype(np.float32)
+    y = np.arange(40) % 3
+    probs = np.exp(x @ logits_model.layers[-1].kernel.numpy()
+                   + logits_model.layers[-1].bias.numpy())
+    probs /= probs.sum(axis=1, keepdims=True)
+    want = 0.7 * np.eye(3)[y] + 0.3 * probs
+    for teacher in (logits_model, softmax_model):      # logits are put through softmax first
+        got = distillation_targets(teacher, x, y, 0.3)
+        assert got.shape == (40, 3) and got.dtype == np.float32
+        np.testing.assert_allclose(got, want, atol=1e-6)
+        np.testing.assert_allclose(got.sum(axis=1), 1.0, atol=1e-6)
+    with pytest.raises(AqError, match="between 0 and 1"):
+        distillation_targets(logits_model, x, y, 1.5)
+
+
+def test_distilled_fine_tuning_trains_on_soft_targets(fashion):
+    from aqedge.train import fit, quantize_and_finetune
+
+    x, y, _, _ = fashion
+    fmodel = fit(relu_cnn(), x[:1000], y[:1000], epochs=1, seed=0)
+    qat = quantize_and_finetune(fmodel, x[:1000], y[:1000], epochs=2, seed=0, distill=0.5)
+    hist = qat.history.history
+    assert hist["loss"][1] < hist["loss"][0] and np.isfinite(hist["loss"]).all()
+    assert type(qat.loss).__name__ == "CategoricalCrossentropy"
+    assert 0.0 < hist["accuracy"][1] <= 1.0
+
+
 # -- errors -----------------------------------------------------------------------------------
 @pytest.mark.parametrize("make,kind", [
     (lambda: L.LSTM(4, name="my_lstm"), "LSTM"),
@@ -313,3 +408,24 @@ def test_convert_refuses_a_float_model():
     inp = keras.Input((4,))
     with pytest.raises(AqError, match="quantize"):
         convert_qat(keras.Model(inp, L.Dense(2)(inp)))
+
+
+def test_last_layer_input_is_kept_at_first_last_bits():
+    """Like the first layer's (the 8-bit model input), the last layer's input activation gets
+    `first_last_bits`, found through pass-through layers (Flatten); the rest stay 4-bit."""
+    inp = keras.Input((8, 8, 1))
+    h = L.Conv2D(4, 3, activation="relu", name="c1")(inp)
+    h = L.Conv2D(4, 3, activation="swish", name="c2")(h)
+    h = L.Flatten()(h)
+    flat = keras.Model(inp, L.Dense(3, name="logits")(h))
+    h = L.Conv2D(4, 3, activation="swish", name="c2")(L.Conv2D(4, 3, name="c1")(inp))
+    h = L.GlobalAveragePooling2D(name="pool")(h)
+    pooled = keras.Model(inp, L.Dense(3, name="logits")(h))
+    for shift in (True, False):
+        q = quantize_model(flat, shift=shift, first_last_bits=8)
+        assert q.get_layer("c1").output_quantizer.bits == 4
+        assert q.get_layer("c2").output_quantizer.bits == 8      # Flatten -> logits
+        assert q.get_layer("logits").output_quantizer.bits == 8
+        q = quantize_model(pooled, shift=shift, first_last_bits=6)
+        assert q.get_layer("c2").output_quantizer.bits == 4
+        assert q.get_layer("pool_quant").bits == 6

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pytest
 
 import tensorflow as tf
 import keras
 
-from aqedge.qat import ActivationQuantizer, WeightQuantizer  # noqa: E402
+from aqedge.codegen.fixedpoint import quantize_multiplier  # noqa: E402
+from aqedge.qat import ActivationQuantizer, MeanQuantizer, WeightQuantizer  # noqa: E402
 from aqedge.qat.layers import tflite_requantize  # noqa: E402
+from aqedge.qat.mean import tflite_mean  # noqa: E402
 from aqedge.qat.quantizers import (activation_forward_np, activation_grads_np,  # noqa: E402
                                    activation_quant, weight_forward_np, weight_grads_np,
                                    weight_quant)
@@ -119,6 +119,7 @@ def test_calibration_minmax_and_mse():
 
 def test_quantizers_serialize_round_trip():
     for q in (ActivationQuantizer(bits=4, shift=False, unsigned=True, name="aq"),
+              MeanQuantizer(axes=(2, 3), bits=4, name="mq"),
               WeightQuantizer(bits=8, per_channel=False, name="wq")):
         blob = keras.saving.serialize_keras_object(q)
         back = keras.saving.deserialize_keras_object(blob)
@@ -133,12 +134,8 @@ def test_quantizers_serialize_round_trip():
     np.testing.assert_array_equal(q(x).numpy(), back(x).numpy())
 
 
-def _mbqm(acc: int, multiplier: float) -> int:
-    """TFLite QuantizeMultiplier + MultiplyByQuantizedMultiplier, in Python integers."""
-    q, shift = math.frexp(multiplier)
-    q31 = int(math.floor(abs(q) * 2 ** 31 + 0.5))
-    if q31 == 2 ** 31:
-        q31, shift = q31 // 2, shift + 1
+def _mbqm(acc: int, q31: int, shift: int) -> int:
+    """TFLite MultiplyByQuantizedMultiplier, in Python integers."""
     left, right = max(shift, 0), max(-shift, 0)
     ab = (acc * (1 << left)) * q31
     nudge = (1 << 30) if ab >= 0 else 1 - (1 << 30)
@@ -153,5 +150,19 @@ def test_requantization_is_tflites():
     acc = RNG.integers(-200000, 200000, 400)
     mult = RNG.uniform(1e-4, 0.9, 400)
     got = tflite_requantize(tf.constant(acc, tf.float32), tf.constant(mult, tf.float64)).numpy()
-    want = [_mbqm(int(a), float(m)) for a, m in zip(acc, mult)]
+    want = [_mbqm(int(a), *quantize_multiplier(float(m))) for a, m in zip(acc, mult)]
     np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("count", [2, 4, 25, 36, 49, 100])
+def test_mean_is_tflites(count):
+    """`tflite_mean` = TFLite's QuantizedMeanOrSum: QuantizeMultiplier(s_in/s_out), 1/count
+    folded in by integer division, MultiplyByQuantizedMultiplier of the zero-corrected sum."""
+    x = RNG.integers(-255, 256, (60, count, 4))          # codes − zero point
+    mult = float(RNG.uniform(0.2, 5.0))                  # s_in / s_out
+    got = tflite_mean(tf.constant(x, tf.float32), (1,), False, tf.constant(mult, tf.float64))
+    q31, shift = quantize_multiplier(mult)
+    fold = min(count.bit_length() - 1, 32, 31 + shift)
+    want = [[_mbqm(int(a), (q31 << fold) // count, shift - fold) for a in row]
+            for row in x.sum(axis=1)]
+    np.testing.assert_array_equal(got.numpy(), want)

@@ -6,10 +6,12 @@ activation quantizers; `aqedge.convert.convert_qat` turns the result into an INT
 
 from .layers import (QuantActivation, QuantConv2D, QuantDense, QuantDepthwiseConv2D,
                      iter_quantizers)
+from .mean import MeanQuantizer
 from .model import calibrate, quantize_model
 from .quantizers import ActivationQuantizer, WeightQuantizer
 
 __all__ = [
-    "ActivationQuantizer", "WeightQuantizer", "QuantConv2D", "QuantDepthwiseConv2D",
-    "QuantDense", "QuantActivation", "quantize_model", "calibrate", "iter_quantizers",
+    "ActivationQuantizer", "MeanQuantizer", "WeightQuantizer", "QuantConv2D",
+    "QuantDepthwiseConv2D", "QuantDense", "QuantActivation", "quantize_model", "calibrate",
+    "iter_quantizers",
 ]

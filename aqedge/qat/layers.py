@@ -68,13 +68,9 @@ def _round_away(v):
     return tf.sign(v) * tf.floor(tf.abs(v) + 0.5)
 
 
-def tflite_requantize(acc, multiplier):
-    """TFLite's `MultiplyByQuantizedMultiplier(acc, QuantizeMultiplier(multiplier))`, exactly.
-
-    `acc` holds integers (float32 is exact below 2^24); `multiplier` is `s_in·s_w/s_out` per
-    output channel (last axis) or a scalar. Double rounding as in TFLite / TFLite Micro reference
-    kernels: a rounding Q31 high multiply, then a rounding (half away from zero) right shift.
-    """
+def quantize_multiplier(multiplier):
+    """TFLite's `QuantizeMultiplier` in TF ops: `multiplier = q31·2^(shift−31)`, `q31` in
+    [2^30, 2^31) (int64 tensors); `multiplier` is a positive float64 tensor."""
     m = tf.cast(multiplier, tf.float64)
     e = tf.floor(tf.math.log(m) / np.log(2.0)) + 1.0
     q = m / tf.pow(2.0 * tf.ones_like(m), e)
@@ -83,8 +79,13 @@ def tflite_requantize(acc, multiplier):
     q31 = _round_away(q * 2.0 ** 31)
     e = tf.where(q31 >= 2.0 ** 31, e + 1.0, e)
     q31 = tf.where(q31 >= 2.0 ** 31, q31 / 2.0, q31)
-    q31 = tf.cast(q31, tf.int64)
-    shift = tf.cast(e, tf.int64)
+    return tf.cast(q31, tf.int64), tf.cast(e, tf.int64)
+
+
+def multiply_by_quantized_multiplier(acc, q31, shift):
+    """TFLite's `MultiplyByQuantizedMultiplier(acc, q31, shift)`, exactly: a rounding Q31 high
+    multiply, then a rounding (half away from zero) right shift. `acc` holds integers (float32
+    is exact below 2^24); `q31`, `shift` are int64 (per last axis or scalars)."""
     left = tf.maximum(shift, 0)
     right = tf.maximum(-shift, 0)
     x = tf.cast(acc, tf.int64) * tf.bitwise.left_shift(tf.ones_like(left), left)
@@ -96,6 +97,16 @@ def tflite_requantize(acc, multiplier):
     thr = tf.bitwise.right_shift(mask, 1) + tf.cast(hm < 0, tf.int64)
     out = tf.bitwise.right_shift(hm, right) + tf.cast(rem > thr, tf.int64)
     return tf.cast(out, tf.float32)
+
+
+def tflite_requantize(acc, multiplier):
+    """TFLite's `MultiplyByQuantizedMultiplier(acc, QuantizeMultiplier(multiplier))`, exactly.
+
+    `acc` holds integers (float32 is exact below 2^24); `multiplier` is `s_in·s_w/s_out` per
+    output channel (last axis) or a scalar. Double rounding as in TFLite / TFLite Micro reference
+    kernels: a rounding Q31 high multiply, then a rounding (half away from zero) right shift.
+    """
+    return multiply_by_quantized_multiplier(acc, *quantize_multiplier(multiplier))
 
 
 class _QuantActivationMixin:

@@ -9,12 +9,15 @@ The float model's graph is rebuilt layer by layer:
 * layers that keep their input's quantization (MaxPooling2D, Flatten, Reshape, Dropout,
   ZeroPadding2D) are copied as they are;
 * layers that produce a new range (Add, Subtract, Multiply, Concatenate, AveragePooling2D,
-  GlobalAveragePooling2D) are copied and followed by an `ActivationQuantizer`; a standalone
-  activation becomes a `QuantActivation`;
+  GlobalAveragePooling2D) are copied and followed by an `ActivationQuantizer` (a `MeanQuantizer`
+  after GlobalAveragePooling2D: TFLite's integer MEAN); a standalone activation becomes a
+  `QuantActivation`;
 * anything else raises `AqError` naming the layer and its type: nothing is left in float.
 
-The first and last compute layers get `first_last_bits` weights, and the last one's output
-(the logits) `first_last_bits` too; every other activation tensor gets `activation_bits`.
+The first and last compute layers are kept at `first_last_bits` as usual for low-bit networks
+(LSQ, LSQ+): their weights, the last one's input activation (traced back through pass-through
+layers such as Flatten) and its output (the logits); the first one's input is the 8-bit model
+input. Every other activation tensor gets `activation_bits`.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import numpy as np
 from ..errors import AqError
 from .layers import (ACTIVATIONS, NONNEGATIVE, QuantActivation, QuantConv2D,
                      QuantDense, QuantDepthwiseConv2D, iter_quantizers)
+from .mean import MeanQuantizer
 from .quantizers import ActivationQuantizer
 
 L = keras.layers
@@ -132,6 +136,13 @@ def quantize_model(model, weight_bits: int = 4, activation_bits: int = 4,
     compute = [n for n in nodes if isinstance(n.operation, _COMPUTE)]
     first_last = {id(compute[0]), id(compute[-1])} if compute else set()
     last = id(compute[-1]) if compute else None
+    wide = set(map(id, fmodel.outputs))     # tensors quantized with first_last_bits
+    if compute:
+        producers = {id(t): n for n in nodes for t in n.output_tensors}
+        t = compute[-1].input_tensors[0]
+        while id(t) in producers and isinstance(producers[id(t)].operation, _PASSTHROUGH):
+            t = producers[id(t)].input_tensors[0]
+        wide.add(id(t))
 
     def sole_consumer(node):
         t = node.output_tensors[0]
@@ -200,8 +211,10 @@ def quantize_model(model, weight_bits: int = 4, activation_bits: int = 4,
                 absorbed.add(id(nxt))
                 tail = nxt
             is_fl = id(node) in first_last
+            res_t = tail.output_tensors[0]
+            wide_out = id(node) == last or id(res_t) in wide
             kw = dict(activation=act, weight_bits=first_last_bits if is_fl else weight_bits,
-                      output_bits=first_last_bits if id(node) == last else activation_bits,
+                      output_bits=first_last_bits if wide_out else activation_bits,
                       shift=shift, return_scale=True, name=layer.name)
             if isinstance(layer, L.DepthwiseConv2D):
                 w = QuantDepthwiseConv2D(depth_multiplier=layer.depth_multiplier,
@@ -217,7 +230,6 @@ def quantize_model(model, weight_bits: int = 4, activation_bits: int = 4,
             y, s = w(x[0], input_scale=smap.get(id(ins[0])))
             w.set_float_weights(kernel, bias)
             wrappers.append(w)
-            res_t = tail.output_tensors[0]
             tmap[id(res_t)], smap[id(res_t)] = y, s
             nonneg[id(res_t)] = act in NONNEGATIVE
             continue
@@ -237,13 +249,20 @@ def quantize_model(model, weight_bits: int = 4, activation_bits: int = 4,
             clone = layer.__class__.from_config(layer.get_config())
             y = clone(x if len(x) > 1 else x[0])
             unsigned = src_nonneg and not isinstance(layer, L.Subtract)
-            q = ActivationQuantizer(bits=activation_bits, shift=shift, unsigned=unsigned,
-                                    return_scale=True, name=f"{layer.name}_quant")
-            y, smap[id(out_t)] = q(y)
+            kw = dict(bits=first_last_bits if id(out_t) in wide else activation_bits,
+                      shift=shift, unsigned=unsigned, return_scale=True,
+                      name=f"{layer.name}_quant")
+            if isinstance(layer, L.GlobalAveragePooling2D):   # TFLite's integer MEAN
+                axes = (1, 2) if layer.data_format == "channels_last" else (2, 3)
+                y, smap[id(out_t)] = MeanQuantizer(axes=axes, **kw)(
+                    y, pool_input=x[0], input_scale=smap.get(id(ins[0])))
+            else:   # CONCATENATION cannot fuse the clip: see `requantize_first`
+                y, smap[id(out_t)] = ActivationQuantizer(
+                    requantize_first=isinstance(layer, L.Concatenate), **kw)(y)
             nonneg[id(out_t)] = unsigned
         elif isinstance(layer, _ACT_LAYERS):
             act = _layer_activation(layer)
-            bits = first_last_bits if id(out_t) in outputs else activation_bits
+            bits = first_last_bits if id(out_t) in wide else activation_bits
             y, smap[id(out_t)] = QuantActivation(act, output_bits=bits, shift=shift,
                                                  return_scale=True, name=layer.name)(x[0])
             nonneg[id(out_t)] = act in NONNEGATIVE

@@ -105,12 +105,18 @@ class ActivationQuantizer(keras.layers.Layer):
     adaptive optimiser such as Adam changes it by relative steps whatever its magnitude.
     `s` and `β` are initialised from data by `aqedge.qat.calibrate` (min/max or MSE search);
     `fixed=True` freezes them (e.g. the softmax output, whose int8 range TFLite imposes).
+
+    `requantize_first=True` puts the export graph's value on this quantizer's int8 grid before
+    the clip, for producers that cannot fuse a clip (CONCATENATION, MEAN): otherwise a lower clip
+    at exactly 0 becomes a standalone RELU and the producer's output gets a range calibrated on
+    the representative data, a second rounding that the Keras model does not make.
     """
 
     def __init__(self, bits=4, shift=True, unsigned=False, init_scale=1.0, init_shift=0.0,
-                 fixed=False, return_scale=False, **kwargs):
+                 fixed=False, return_scale=False, requantize_first=False, **kwargs):
         super().__init__(**kwargs)
         self.return_scale = bool(return_scale)
+        self.requantize_first = bool(requantize_first)
         self.bits = int(bits)
         self.shift = bool(shift)
         self.unsigned = bool(unsigned)
@@ -148,17 +154,27 @@ class ActivationQuantizer(keras.layers.Layer):
         return s, zp, k + self.qmin + zp, k + self.qmax + zp
 
     def tensor_params(self):
-        """`quant_params()` as float32 tensors (s, zero_point, cmin, cmax), usable in graphs."""
-        s = tf.exp(tf.convert_to_tensor(self.log_scale))
-        k = tf.clip_by_value(_round(tf.convert_to_tensor(self.beta) / s), -127.0, 128.0)
+        """`quant_params()` as float32 tensors (s, zero_point, cmin, cmax), usable in graphs.
+
+        `s` is the scale the `.tflite` stores, which TFLite's fixed-point multipliers are computed
+        from: the converter derives it in double from the export's float32 fake-quant range,
+        `(max − min) / 255`, so it can be one ulp away from `exp(log_scale)`.
+        """
+        s = tf.exp(tf.cast(tf.convert_to_tensor(self.log_scale), tf.float64))
+        b = tf.cast(tf.convert_to_tensor(self.beta), tf.float64)
+        k = tf.clip_by_value(_round(b / s), -127.0, 128.0)
         w0 = tf.minimum(tf.minimum(tf.maximum(tf.maximum(k - 128.0, k + self.qmax - 255.0),
                                               -255.0), k + self.qmin), 0.0)
         zp = -128.0 - w0
-        return s, zp, k + self.qmin + zp, k + self.qmax + zp
+        lo, hi = (tf.cast(tf.cast(c * s, tf.float32), tf.float64)   # the export's range
+                  for c in (-128.0 - zp, 127.0 - zp))
+        return tuple(tf.cast(v, tf.float32) for v in ((hi - lo) / 255.0, zp, k + self.qmin + zp,
+                                                       k + self.qmax + zp))
 
     def scale_tensor(self):
-        """`s` as a shape-(1,) tensor (what `return_scale=True` returns next to the output)."""
-        return tf.reshape(tf.exp(tf.convert_to_tensor(self.log_scale)), (1,))
+        """The int8 scale `s` of `tensor_params()` as a shape-(1,) tensor (what
+        `return_scale=True` returns next to the output)."""
+        return tf.reshape(self.tensor_params()[0], (1,))
 
     def call(self, x, lower_bound=None):
         """Quantize `x`; `lower_bound` (e.g. 0 after a ReLU) lets the export skip a MAXIMUM op.
@@ -187,13 +203,19 @@ class ActivationQuantizer(keras.layers.Layer):
 
     def _export_forward(self, x, lower_bound):
         s, zp, cmin, cmax = self._export_params
+        if self.requantize_first:
+            x = self._int8_fake_quant(x)
         lo, hi = (cmin - zp) * s, (cmax - zp) * s
         if cmin > -128 and (lower_bound is None or lo > lower_bound):
             x = tf.maximum(x, np.float32(lo))
         if cmax < 127:
             x = tf.minimum(x, np.float32(hi))
-        # 8-bit fake quant with step s and zero point zp: the converter emits an int8 tensor with
-        # exactly those parameters; the clip above leaves only the 2^bits levels in use.
+        return self._int8_fake_quant(x)   # the clip above leaves only the 2^bits levels in use
+
+    def _int8_fake_quant(self, x):
+        """8-bit fake quant with step s and zero point zp (export): the converter emits an int8
+        tensor with exactly those parameters."""
+        s, zp, _, _ = self._export_params
         return tf.quantization.fake_quant_with_min_max_args(
             x, min=(-128 - zp) * s, max=(127 - zp) * s, num_bits=8, narrow_range=False)
 
@@ -244,7 +266,7 @@ class ActivationQuantizer(keras.layers.Layer):
         cfg = super().get_config()
         cfg.update(bits=self.bits, shift=self.shift, unsigned=self.unsigned,
                    init_scale=self.init_scale, init_shift=self.init_shift, fixed=self.fixed,
-                   return_scale=self.return_scale)
+                   return_scale=self.return_scale, requantize_first=self.requantize_first)
         return cfg
 
 
