@@ -18,6 +18,14 @@ class TflmReference:
         except Exception as exc:
             raise AqError(f"TFLite Micro cannot load the model: {exc}") from None
 
+    def input_quantization(self) -> tuple[float, int] | None:
+        """(scale, zero point) of the quantized input tensor, or None for a float input."""
+        d = self._it.get_input_details(0)
+        if d["dtype"] == np.float32:
+            return None
+        q = d["quantization_parameters"]
+        return float(q["scales"][0]), int(q["zero_points"][0])
+
     def run(self, x: np.ndarray) -> np.ndarray:
         """One inference on a quantized input tensor (with batch dim); returns the output tensor."""
         self._it.set_input(x, 0)

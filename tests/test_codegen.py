@@ -27,6 +27,8 @@ def test_example_cnn_bit_exact_on_host(int8_model, fashion_test, tmp_path):
     x = quantize_input(fashion_test[0][:300], inp.single_scale(), inp.single_zero_point())
     ours = run_host(runner, x, graph.tensors[graph.outputs[0]].nbytes)
     assert np.array_equal(ours, _reference(int8_model, x))
+    scale, zp = TflmReference(int8_model.read_bytes()).input_quantization()
+    assert (np.float32(scale), zp) == (np.float32(inp.single_scale()), inp.single_zero_point())
     assert (ours.argmax(1) == fashion_test[1][:300]).mean() > 0.6
 
 
@@ -70,6 +72,7 @@ def test_float_edges_bit_exact_on_host(float_interface_model, fashion_test, tmp_
     x[:5] *= 40.0  # far out of range: saturates in QUANTIZE
     ours = run_host(runner, x, graph.tensors[graph.outputs[0]].nbytes, np.float32)
     ref = TflmReference(float_interface_model.read_bytes())
+    assert ref.input_quantization() is None
     theirs = np.stack([ref.run(xi[None]).reshape(-1) for xi in x])
     assert theirs.dtype == np.float32
     assert ours.tobytes() == theirs.tobytes()

@@ -176,9 +176,10 @@ class _QuantCompute(_QuantActivationMixin, keras.layers.Layer):
     per_channel = True
 
     def __init__(self, activation="linear", weight_bits=4, output_bits=4, shift=True,
-                 return_scale=False, **kwargs):
+                 return_scale=False, exact_training=True, **kwargs):
         super().__init__(**kwargs)
         self.return_scale = bool(return_scale)
+        self.exact_training = bool(exact_training)
         if activation not in ACTIVATIONS:
             raise ValueError(f"unsupported activation {activation!r}")
         self.activation, self.weight_bits = activation, int(weight_bits)
@@ -236,11 +237,16 @@ class _QuantCompute(_QuantActivationMixin, keras.layers.Layer):
         converted model's int8 outputs exactly, not just to rounding noise.
         """
         quantizers = [q for q in (self.pre_quantizer, self.output_quantizer) if q is not None]
-        if not training and input_scale is not None and not self.weight_quantizer.export \
-                and not any(q.calibrating for q in quantizers):
+        exact = input_scale is not None and not self.weight_quantizer.export \
+            and not any(q.calibrating for q in quantizers)
+        if exact and not training:
             return self._result(self.integer_forward(x, input_scale))
         y = self._op(x, self.quantized_kernel()) + self.quantized_bias(input_scale)
-        return self._result(self._activate(y, training))
+        y = self._activate(y, training)
+        if exact and self.exact_training and self.activation != "softmax":
+            # Forward the deployed integer result, backpropagate through the float path.
+            y = y + tf.stop_gradient(self.integer_forward(x, input_scale) - y)
+        return self._result(y)
 
     def integer_forward(self, x, input_scale):
         """Inference path bit-exact with TFLite: int accumulator, int32 bias, fixed-point
@@ -282,7 +288,8 @@ class _QuantCompute(_QuantActivationMixin, keras.layers.Layer):
 
     def get_config(self):
         cfg = super().get_config()
-        cfg.update(self._act_config(), weight_bits=self.weight_bits)
+        cfg.update(self._act_config(), weight_bits=self.weight_bits,
+                   exact_training=self.exact_training)
         return cfg
 
 
