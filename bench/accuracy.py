@@ -1,13 +1,15 @@
 """Accuracy benchmark: FP32 / PTQ INT8 / PTQ W4A8 / LSQ W4A4 / adaptive W4A4, measured on .tflite.
 
     .venv/bin/python bench/accuracy.py                       # the full run (hours on 2 cores)
+    .venv/bin/python bench/accuracy.py --datasets fashion-mnist --archs swish_mbv2 --qat-lr 2e-3
+                                       # then this: the published Fashion-MNIST Swish rows
     .venv/bin/python bench/accuracy.py --datasets fashion-mnist --archs relu_cnn --seeds 0 \\
         --float-epochs 1 --qat-epochs 1 --train-samples 6000 --out-dir /tmp/acc   # smoke run
 
 Per (dataset, arch, seed): a float model is trained `--float-epochs`; the QAT rows quantize it
-and fine-tune `--qat-epochs` (same budget and seed for LSQ and adaptive); the FP32 row is that
-float model trained `--qat-epochs` more (the whole budget), and the PTQ rows quantize the FP32
-model without training. `--distill W` fine-tunes both QAT rows on soft targets that put weight
+and fine-tune `--qat-epochs` at `--qat-lr` (same budget, learning rate and seed for LSQ and
+adaptive); the FP32 row is that float model trained `--qat-epochs` more at `--qat-lr` (the whole
+budget), and the PTQ rows quantize the FP32 model without training. `--distill W` fine-tunes both QAT rows on soft targets that put weight
 W on the float model's predictions. Every accuracy is measured by the TFLite Micro reference
 interpreter running the converted `.tflite` on the test set (what the device computes), never by
 Keras.
@@ -122,7 +124,8 @@ def run_one(dataset, arch, seed, args, log):
         wb = info["weight_bytes"]
         rows.append(dict(dataset=dataset, arch=arch, variant=variant, seed=seed,
                          accuracy=acc, weight_bytes=wb, bias_bytes=info["bias_bytes"], float_epochs=args.float_epochs,
-                         qat_epochs=args.qat_epochs, distill=distill,
+                         qat_epochs=args.qat_epochs, float_lr=args.float_lr,
+                         qat_lr=args.qat_lr, distill=distill,
                          first_last_bits=args.first_last_bits,
                          train_samples=len(x), test_samples=len(xt)))
         log(f"{dataset} {arch} seed {seed} {variant:14s} acc {acc:.4f}  weights {wb} B")
@@ -184,16 +187,18 @@ def markdown(rows) -> str:
 
 def budget(rows) -> str:
     """One line stating the training budget(s) behind `rows`."""
-    kinds = sorted({(r.get("float_epochs"), r.get("qat_epochs"), r.get("first_last_bits"),
-                     r.get("train_samples"), r.get("test_samples")) for r in rows}, key=str)
+    kinds = sorted({(r.get("float_epochs"), r.get("qat_epochs"), r.get("float_lr"),
+                     r.get("qat_lr"), r.get("first_last_bits"), r.get("train_samples"),
+                     r.get("test_samples")) for r in rows}, key=str)
     parts = []
-    for fe, qe, flb, ntrain, ntest in kinds:
+    for fe, qe, flr, qlr, flb, ntrain, ntest in kinds:
         if fe is None:
             parts.append("budget not recorded")
             continue
-        parts.append(f"{fe} float + {qe} QAT epochs (FP32 trained {fe + qe}); first/last layers "
-                     f"{flb}-bit (their weights and the last one's input); {ntrain:,} training / "
-                     f"{ntest:,} test images")
+        parts.append(f"{fe} float + {qe} QAT epochs (FP32 trained {fe + qe}); learning rate "
+                     f"{flr:g} then {qlr:g} (Adam, cosine decay; the FP32 row's last {qe} epochs "
+                     f"use the QAT one); first/last layers {flb}-bit (their weights and the last "
+                     f"one's input); {ntrain:,} training / {ntest:,} test images")
     kd = sorted({r["distill"] for r in rows if r.get("distill") is not None})
     kd_txt = {(): "", (0.0,): "; QAT on the labels"}.get(
         tuple(kd), "; QAT targets: " + " / ".join(
