@@ -9,10 +9,10 @@
 Per (dataset, arch, seed): a float model is trained `--float-epochs`; the QAT rows quantize it
 and fine-tune `--qat-epochs` at `--qat-lr` (same budget, learning rate and seed for LSQ and
 adaptive); the FP32 row is that float model trained `--qat-epochs` more at `--qat-lr` (the whole
-budget), and the PTQ rows quantize the FP32 model without training. `--distill W` fine-tunes both QAT rows on soft targets that put weight
-W on the float model's predictions. Every accuracy is measured by the TFLite Micro reference
-interpreter running the converted `.tflite` on the test set (what the device computes), never by
-Keras.
+budget), and the PTQ rows quantize the FP32 model without training. `--distill W` fine-tunes
+both QAT rows on soft targets that put weight W on the float model's predictions. Every accuracy
+is measured by the TFLite Micro reference interpreter running the converted `.tflite` on the test
+set (what the device computes), never by Keras.
 
 Writes `accuracy.json` (a list of rows `{dataset, arch, variant, seed, accuracy, weight_bytes}`,
 each also carrying its training budget) and `accuracy.md` to `--out-dir`. Rows already in
@@ -123,7 +123,8 @@ def run_one(dataset, arch, seed, args, log):
         info = inspect_tflite(buf)
         wb = info["weight_bytes"]
         rows.append(dict(dataset=dataset, arch=arch, variant=variant, seed=seed,
-                         accuracy=acc, weight_bytes=wb, bias_bytes=info["bias_bytes"], float_epochs=args.float_epochs,
+                         accuracy=acc, weight_bytes=wb, bias_bytes=info["bias_bytes"],
+                         float_epochs=args.float_epochs,
                          qat_epochs=args.qat_epochs, float_lr=args.float_lr,
                          qat_lr=args.qat_lr, distill=distill,
                          first_last_bits=args.first_last_bits,
