@@ -80,6 +80,17 @@ def _load_keras(path: Path):
         raise AqError(f"{path} could not be loaded as a Keras model: {exc}") from None
 
 
+def _parse_layer_bits(items: list[str]) -> dict[str, int]:
+    """`["conv2d=8", ...]` → `{"conv2d": 8}`; a malformed item is a user error."""
+    out = {}
+    for item in items:
+        name, sep, bits = item.rpartition("=")
+        if not sep or not name or not bits.strip().isdigit():
+            raise AqError(f"--layer-bits {item!r}: expected LAYER=BITS, e.g. --layer-bits conv2d=8")
+        out[name] = int(bits)
+    return out
+
+
 @app.command()
 def quantize(model: Path = typer.Argument(..., help="Float Keras model (.keras)."),
              dataset: str = typer.Option("fashion-mnist", "--dataset", "-d", help="Training data: fashion-mnist or mnist."),
@@ -87,6 +98,7 @@ def quantize(model: Path = typer.Argument(..., help="Float Keras model (.keras).
              activation_bits: int = typer.Option(4, "--activation-bits", help="Bits of activations."),
              first_last_bits: int = typer.Option(8, "--first-last-bits", help="Bits of the first and last layer's weights."),
              shift: bool = typer.Option(True, "--shift/--no-shift", help="Learn the activation shift (adaptive) or not (LSQ)."),
+             layer_bits: list[str] = typer.Option([], "--layer-bits", metavar="LAYER=BITS", help="Bits of one named layer's weights and output (mixed precision); repeatable."),
              epochs: int = typer.Option(2, "--epochs", help="Quantization-aware fine-tuning epochs."),
              distill: float = typer.Option(0.0, "--distill", help="Distil the float model: weight (0-1) of its predictions in the training targets."),
              limit: Optional[int] = typer.Option(None, "--limit", help="Train on the first N images only (quick runs)."),
@@ -96,12 +108,14 @@ def quantize(model: Path = typer.Argument(..., help="Float Keras model (.keras).
     from . import datasets
     from .pipeline import quantize_example
 
+    overrides = _parse_layer_bits(layer_bits)
     float_model = _load_keras(model)
     x, y = datasets.load(dataset, "train")
     x, y = x[:limit], y[:limit]
     qat_model = quantize_example(float_model, x, y, epochs, seed, console, _progress,
                                  weight_bits=weight_bits, activation_bits=activation_bits,
-                                 first_last_bits=first_last_bits, shift=shift, distill=distill)
+                                 first_last_bits=first_last_bits, shift=shift, distill=distill,
+                                 layer_bits=overrides)
     qat_model.save(out)
     console.print(f"wrote {out}")
 

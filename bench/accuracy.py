@@ -14,6 +14,10 @@ both QAT rows on soft targets that put weight W on the float model's predictions
 is measured by the TFLite Micro reference interpreter running the converted `.tflite` on the test
 set (what the device computes), never by Keras.
 
+`--validation N` holds out the last N training images and measures every row on them instead of
+the test set, so learning rates and the like can be chosen without looking at the test set; such
+rows record `evaluated_on: "validation"`.
+
 Writes `accuracy.json` (a list of rows `{dataset, arch, variant, seed, accuracy, weight_bytes}`,
 each also carrying its training budget) and `accuracy.md` to `--out-dir`. Rows already in
 `accuracy.json` are kept unless this run measures the same (dataset, arch, variant, seed), so the
@@ -111,10 +115,16 @@ def run_one(dataset, arch, seed, args, log):
 
     x, y = datasets.load(dataset, "train")
     xt, yt = datasets.load(dataset, "test")
+    if args.validation:       # hold out the last images of the training set, never train on them
+        if args.validation >= len(x):
+            sys.exit(f"--validation {args.validation}: the training set has only {len(x)} images")
+        x, y, xt, yt = x[:-args.validation], y[:-args.validation], \
+            x[-args.validation:], y[-args.validation:]
     if args.train_samples:
         x, y = x[:args.train_samples], y[:args.train_samples]
     if args.test_samples:
         xt, yt = xt[:args.test_samples], yt[:args.test_samples]
+    evaluated_on = "validation" if args.validation else "test"
     build = {"relu_cnn": relu_cnn, "swish_mbv2": swish_mbv2}[arch]
     rows = []
 
@@ -128,7 +138,8 @@ def run_one(dataset, arch, seed, args, log):
                          qat_epochs=args.qat_epochs, float_lr=args.float_lr,
                          qat_lr=args.qat_lr, distill=distill,
                          first_last_bits=args.first_last_bits,
-                         train_samples=len(x), test_samples=len(xt)))
+                         train_samples=len(x), test_samples=len(xt),
+                         evaluated_on=evaluated_on))
         log(f"{dataset} {arch} seed {seed} {variant:14s} acc {acc:.4f}  weights {wb} B")
 
     t0 = time.time()
@@ -190,16 +201,17 @@ def budget(rows) -> str:
     """One line stating the training budget(s) behind `rows`."""
     kinds = sorted({(r.get("float_epochs"), r.get("qat_epochs"), r.get("float_lr"),
                      r.get("qat_lr"), r.get("first_last_bits"), r.get("train_samples"),
-                     r.get("test_samples")) for r in rows}, key=str)
+                     r.get("test_samples"), r.get("evaluated_on", "test")) for r in rows},
+                   key=str)
     parts = []
-    for fe, qe, flr, qlr, flb, ntrain, ntest in kinds:
+    for fe, qe, flr, qlr, flb, ntrain, ntest, split in kinds:
         if fe is None:
             parts.append("budget not recorded")
             continue
         parts.append(f"{fe} float + {qe} QAT epochs (FP32 trained {fe + qe}); learning rate "
                      f"{flr:g} then {qlr:g} (Adam, cosine decay; the FP32 row's last {qe} epochs "
                      f"use the QAT one); first/last layers {flb}-bit (their weights and the last "
-                     f"one's input); {ntrain:,} training / {ntest:,} test images")
+                     f"one's input); {ntrain:,} training / {ntest:,} {split} images")
     kd = sorted({r["distill"] for r in rows if r.get("distill") is not None})
     kd_txt = {(): "", (0.0,): "; QAT on the labels"}.get(
         tuple(kd), "; QAT targets: " + " / ".join(
@@ -231,6 +243,9 @@ def main(argv=None):
     p.add_argument("--calibration-samples", type=int, default=512)
     p.add_argument("--train-samples", type=int, default=0, help="0 = the whole training set")
     p.add_argument("--test-samples", type=int, default=0, help="0 = the whole 10k test set")
+    p.add_argument("--validation", type=int, default=0, metavar="N",
+                   help="train without the last N training images and measure on them instead "
+                        "of the test set (for choosing hyperparameters; 0 = off)")
     p.add_argument("--threads", type=int, default=0,
                    help="TensorFlow threads per op and between ops (0 = TensorFlow's default); "
                         "1 suits several runs in parallel")

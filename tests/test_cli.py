@@ -72,5 +72,10 @@ def test_port_that_does_not_answer(int8_model, tmp_path):
     assert_user_error(result, f"127.0.0.1:{port}")
 
 
+def test_malformed_layer_bits(tmp_path):
+    assert_user_error(aqedge("quantize", str(tmp_path / "float.keras"), "--layer-bits", "conv2d"),
+                      "--layer-bits 'conv2d'", "LAYER=BITS")
+
+
 def test_not_a_build_directory(tmp_path):
     assert_user_error(aqedge("measure", "--board", "stm32", str(tmp_path)), "not an aqedge build directory")

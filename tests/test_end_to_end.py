@@ -58,14 +58,16 @@ def test_mlperf_tiny_on_emulated_stm32_random_inputs(model, tmp_path):
 
 def test_w4a4_through_the_cli_on_emulated_stm32(tmp_path):
     """quantize -> convert -> inspect -> build -> measure: an adaptive W4A4 model (INT4 weights,
-    4-bit activations) bit-exact on the device."""
+    4-bit activations, one layer kept at 8 bits with --layer-bits) bit-exact on the device."""
     import keras
 
     import aqedge.qat  # noqa: F401  (registers the quantized layers for load_model)
     from aqedge import datasets, example
 
     x, y = datasets.load("fashion-mnist", "train")
-    example.train_float(x[:3000], y[:3000], epochs=1, seed=0).save(tmp_path / "float.keras")
+    float_model = example.train_float(x[:3000], y[:3000], epochs=1, seed=0)
+    float_model.save(tmp_path / "float.keras")
+    hidden = [lay.name for lay in float_model.layers if isinstance(lay, keras.layers.Dense)][0]
 
     def cli(*args):
         result = subprocess.run([sys.executable, "-m", "aqedge.cli", *map(str, args)],
@@ -74,7 +76,7 @@ def test_w4a4_through_the_cli_on_emulated_stm32(tmp_path):
         return result.stdout
 
     out = cli("quantize", "float.keras", "--epochs", "1", "--limit", "2000", "--first-last-bits", "4",
-              "--distill", "0.5", "-o", "qat.keras")
+              "--distill", "0.5", "--layer-bits", f"{hidden}=8", "-o", "qat.keras")
     assert "epoch 1/1" in out
     assert isinstance(keras.models.load_model(tmp_path / "qat.keras"), keras.Model)
     cli("convert", "qat.keras", "-o", "w4a4.tflite")
@@ -83,6 +85,7 @@ def test_w4a4_through_the_cli_on_emulated_stm32(tmp_path):
     cli("build", "--board", "stm32", "--model", "w4a4.tflite", "-o", "fw")
     model_c = (tmp_path / "fw" / "model.c").read_text()
     assert "aq_conv_s4(" in model_c and "aq_fully_connected_s4(" in model_c
+    assert "aq_fully_connected_s8(" in model_c          # the hidden Dense, kept at 8 bits
     assert "folded into the producer's output clamp" in model_c
     cli("measure", "--board", "stm32", "fw", "--samples", "50", "-o", "metrics.json")
     m = json.loads((tmp_path / "metrics.json").read_text())

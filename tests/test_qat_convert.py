@@ -242,6 +242,36 @@ def test_swish_depthwise_residual_net_converts_and_matches():
                                       _codes(info, "outputs", qat.predict(rep, verbose=0)))
 
 
+def test_layer_bits_keeps_named_layers_at_8_bits_and_converts_exactly():
+    """Mixed precision: `layer_bits` sets the weight and output bits of named layers (an INT8
+    depthwise kernel and 8-bit ADD output among INT4 layers), TFLite Micro still equals Keras,
+    and a name without a quantizer of its own (a folded BatchNormalization, a typo) is refused."""
+    keras.utils.set_random_seed(0)
+    rep = np.random.default_rng(0).random((64, 12, 12, 1), dtype=np.float32)
+    model = swish_block_net()
+    dw = next(lay.name for lay in model.layers if isinstance(lay, L.DepthwiseConv2D))
+    qat = quantize_model(model, calibration_data=rep, layer_bits={dw: 8, "add": 8})
+    assert (qat.get_layer(dw).weight_bits, qat.get_layer(dw).output_bits) == (8, 8)
+    assert qat.get_layer("add_quant").bits == 8
+    assert {lay.output_bits for lay in qat.layers
+            if hasattr(lay, "output_bits") and lay.name != dw} == {4, 8}   # 8: the logits
+    buf = convert_qat(qat, rep)
+    info = inspect_tflite(buf)
+    weight_types = {op["op"]: set() for op in info["ops"]}
+    for op in info["ops"]:
+        weight_types[op["op"]].add(op.get("weight_type"))
+    assert weight_types["DEPTHWISE_CONV_2D"] == {"INT8"}
+    assert "INT4" in weight_types["CONV_2D"]
+    np.testing.assert_array_equal(_run(buf, rep, "tflm"),
+                                  _codes(info, "outputs", qat.predict(rep, verbose=0)))
+    bn = next(lay.name for lay in model.layers if isinstance(lay, L.BatchNormalization))
+    for bad in (bn, "no_such_layer"):
+        with pytest.raises(AqError, match=f"layer_bits names '{bad}': no quantized layer"):
+            quantize_model(model, layer_bits={bad: 8})
+    with pytest.raises(AqError, match="between 2 and 8"):
+        quantize_model(model, layer_bits={dw: 16})
+
+
 def test_training_forward_is_the_deployed_integer_model():
     """QAT trains the network TFLite runs: the training forward of every compute layer is its
     integer result (TFLite's double-rounding requantization moves ~10 % of the 8-bit codes in

@@ -17,10 +17,13 @@ The float model's graph is rebuilt layer by layer:
 The first and last compute layers are kept at `first_last_bits` as usual for low-bit networks
 (LSQ, LSQ+): their weights, the last one's input activation (traced back through pass-through
 layers such as Flatten) and its output (the logits); the first one's input is the 8-bit model
-input. Every other activation tensor gets `activation_bits`.
+input. Every other activation tensor gets `activation_bits`. `layer_bits` overrides both for named
+layers (mixed precision: e.g. keep a sensitive layer at 8 bits).
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 import keras
 import numpy as np
@@ -95,6 +98,7 @@ def _fold_bn(kernel, bias, bn, channel_axis_view):
 def quantize_model(model, weight_bits: int = 4, activation_bits: int = 4,
                    first_last_bits: int = 8, shift: bool = True,
                    calibration_data: np.ndarray | None = None, calibration_method: str = "mse",
+                   layer_bits: Mapping[str, int] | None = None,
                    name: str | None = None) -> keras.Model:
     """Return the QAT version of float `model` (Functional or Sequential), ready for `fit`.
 
@@ -105,13 +109,31 @@ def quantize_model(model, weight_bits: int = 4, activation_bits: int = 4,
     `calibrate` later. The input batch dimension is left free for training.
 
     The model input always gets an 8-bit shifted quantizer (the int8 input tensor), also with
-    `shift=False`. Compute layers return `(y, s_out)` and take `input_scale=s_in` (see
+    `shift=False`.
+
+    `layer_bits` maps float-model layer names to a bit width that replaces the defaults above for
+    that layer: the weights and output of a Conv2D / DepthwiseConv2D / Dense (with its folded
+    BatchNormalization and absorbed activation), the output of an Add, Concatenate, pooling or
+    activation layer. A name with no quantizer of its own raises `AqError`.
+
+    Compute layers return `(y, s_out)` and take `input_scale=s_in` (see
     `aqedge.qat.layers`); the model's own outputs are the plain tensors.
     """
     for label, bits in (("weight_bits", weight_bits), ("activation_bits", activation_bits),
                         ("first_last_bits", first_last_bits)):
         if not 2 <= int(bits) <= 8:
             raise AqError(f"{label}={bits}: choose a bit width between 2 and 8")
+    overrides = {str(k): int(v) for k, v in (layer_bits or {}).items()}
+    for lname, bits in overrides.items():
+        if not 2 <= bits <= 8:
+            raise AqError(f"layer_bits['{lname}']={bits}: choose a bit width between 2 and 8")
+    overridden = set()
+
+    def bits_for(layer, default: int) -> int:
+        if layer.name in overrides:
+            overridden.add(layer.name)
+            return overrides[layer.name]
+        return default
     fmodel = _functional(model)
     nodes = []
     for depth in sorted(fmodel._nodes_by_depth, reverse=True):
@@ -213,8 +235,9 @@ def quantize_model(model, weight_bits: int = 4, activation_bits: int = 4,
             is_fl = id(node) in first_last
             res_t = tail.output_tensors[0]
             wide_out = id(node) == last or id(res_t) in wide
-            kw = dict(activation=act, weight_bits=first_last_bits if is_fl else weight_bits,
-                      output_bits=first_last_bits if wide_out else activation_bits,
+            kw = dict(activation=act,
+                      weight_bits=bits_for(layer, first_last_bits if is_fl else weight_bits),
+                      output_bits=bits_for(layer, first_last_bits if wide_out else activation_bits),
                       shift=shift, return_scale=True, name=layer.name)
             if isinstance(layer, L.DepthwiseConv2D):
                 w = QuantDepthwiseConv2D(depth_multiplier=layer.depth_multiplier,
@@ -249,7 +272,8 @@ def quantize_model(model, weight_bits: int = 4, activation_bits: int = 4,
             clone = layer.__class__.from_config(layer.get_config())
             y = clone(x if len(x) > 1 else x[0])
             unsigned = src_nonneg and not isinstance(layer, L.Subtract)
-            kw = dict(bits=first_last_bits if id(out_t) in wide else activation_bits,
+            default = first_last_bits if id(out_t) in wide else activation_bits
+            kw = dict(bits=bits_for(layer, default),
                       shift=shift, unsigned=unsigned, return_scale=True,
                       name=f"{layer.name}_quant")
             if isinstance(layer, L.GlobalAveragePooling2D):   # TFLite's integer MEAN
@@ -262,7 +286,7 @@ def quantize_model(model, weight_bits: int = 4, activation_bits: int = 4,
             nonneg[id(out_t)] = unsigned
         elif isinstance(layer, _ACT_LAYERS):
             act = _layer_activation(layer)
-            bits = first_last_bits if id(out_t) in wide else activation_bits
+            bits = bits_for(layer, first_last_bits if id(out_t) in wide else activation_bits)
             y, smap[id(out_t)] = QuantActivation(act, output_bits=bits, shift=shift,
                                                  return_scale=True, name=layer.name)(x[0])
             nonneg[id(out_t)] = act in NONNEGATIVE
@@ -272,6 +296,11 @@ def quantize_model(model, weight_bits: int = 4, activation_bits: int = 4,
                           "hard-swish/softmax), pooling, Add, Concatenate, Flatten and Reshape")
         tmap[id(out_t)] = y
 
+    unused = sorted(set(overrides) - overridden)
+    if unused:
+        raise AqError(f"layer_bits names {', '.join(repr(n) for n in unused)}: no quantized layer "
+                      f"of model '{model.name}' has that name (name a Conv2D, DepthwiseConv2D, "
+                      "Dense, Add, Concatenate, pooling or activation layer)")
     missing = [t for t in fmodel.outputs if id(t) not in tmap]
     if missing:
         raise AqError(f"model '{model.name}': output {missing[0].name} was not reconstructed")
