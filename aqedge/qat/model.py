@@ -119,14 +119,12 @@ def quantize_model(model, weight_bits: int = 4, activation_bits: int = 4,
     Compute layers return `(y, s_out)` and take `input_scale=s_in` (see
     `aqedge.qat.layers`); the model's own outputs are the plain tensors.
     """
+    overrides = {str(k): int(v) for k, v in (layer_bits or {}).items()}
     for label, bits in (("weight_bits", weight_bits), ("activation_bits", activation_bits),
-                        ("first_last_bits", first_last_bits)):
+                        ("first_last_bits", first_last_bits),
+                        *((f"layer_bits['{n}']", b) for n, b in overrides.items())):
         if not 2 <= int(bits) <= 8:
             raise AqError(f"{label}={bits}: choose a bit width between 2 and 8")
-    overrides = {str(k): int(v) for k, v in (layer_bits or {}).items()}
-    for lname, bits in overrides.items():
-        if not 2 <= bits <= 8:
-            raise AqError(f"layer_bits['{lname}']={bits}: choose a bit width between 2 and 8")
     overridden = set()
 
     def bits_for(layer, default: int) -> int:
