@@ -3,6 +3,8 @@
     .venv/bin/python bench/accuracy.py                       # the full run (hours on 2 cores)
     .venv/bin/python bench/accuracy.py --datasets fashion-mnist --archs swish_mbv2 --qat-lr 2e-3
                                        # then this: the published Fashion-MNIST Swish rows
+    .venv/bin/python bench/accuracy.py --archs swish_mbv2 --width 2.5 --datasets fashion-mnist \\
+        --qat-lr 2e-3      # and the x2.5 Swish rows (MNIST: --datasets mnist, default rate)
     .venv/bin/python bench/accuracy.py --datasets fashion-mnist --archs relu_cnn --seeds 0 \\
         --float-epochs 1 --qat-epochs 1 --train-samples 6000 --out-dir /tmp/acc   # smoke run
 
