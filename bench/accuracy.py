@@ -26,9 +26,9 @@ rows record `evaluated_on: "validation"`.
 
 Writes `accuracy.json` (a list of rows `{dataset, arch, variant, seed, accuracy, weight_bytes}`,
 each also carrying its training budget) and `accuracy.md` to `--out-dir`. Rows already in
-`accuracy.json` are kept unless this run measures the same (dataset, arch, width, variant, seed), so the
-architectures and datasets can be run separately (or in parallel into separate directories and
-merged with `--merge DIR...`).
+`accuracy.json` are kept unless this run measures the same (dataset, arch, width, variant, seed),
+so the architectures and datasets can be run separately (or in parallel into separate directories
+and merged with `--merge DIR...`).
 """
 
 from __future__ import annotations
