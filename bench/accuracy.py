@@ -189,12 +189,15 @@ def run_one(dataset, arch, seed, args, log):
     return rows
 
 
+def table_of(row) -> tuple:
+    """The table a row belongs to: (dataset, arch, width); rows from before `--width` are 1."""
+    return row["dataset"], row["arch"], row.get("width", 1.0)
+
+
 def markdown(rows) -> str:
     lines = []
-    groups = sorted({(r["dataset"], r["arch"], r.get("width", 1.0)) for r in rows})
-    for dataset, arch, width in groups:
-        sel = [r for r in rows if (r["dataset"], r["arch"], r.get("width", 1.0))
-               == (dataset, arch, width)]
+    for dataset, arch, width in sorted({table_of(r) for r in rows}):
+        sel = [r for r in rows if table_of(r) == (dataset, arch, width)]
         title = f"{dataset} · {arch}" + (f" ×{width:g}" if width != 1.0 else "")
         if sel[0].get("parameters"):
             title += f" ({sel[0]['parameters']:,} parameters)"
@@ -239,8 +242,7 @@ def budget(rows) -> str:
 
 def merge(rows, new):
     """`rows` with every row of `new` replacing the one with the same key."""
-    key = lambda r: (r["dataset"], r["arch"], r.get("width", 1.0), r["variant"],   # noqa: E731
-                     r["seed"])
+    key = lambda r: (*table_of(r), r["variant"], r["seed"])   # noqa: E731
     fresh = {key(r) for r in new}
     return [r for r in rows if key(r) not in fresh] + list(new)
 
