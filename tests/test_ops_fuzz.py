@@ -438,16 +438,32 @@ def b_quantize(m, x, spec, rng):
 
 
 def b_clamp(m, x, spec, rng):
-    """A CONV_2D followed by MINIMUM and/or MAXIMUM against constant scalars: the clamp the
-    converter emits around 4-bit activations, folded into the conv's output clamp."""
-    y, what = b_conv(m, x, spec, rng, int4=bool(rng.random() < 0.5))
-    q = m.tensors[y].quantization
+    """MINIMUM and/or MAXIMUM against constant scalars, the clamp the converter emits around
+    4-bit activations. After a CONV_2D or a HARD_SWISH they fold into its output clamp; after a
+    LOGISTIC (no output clamp) or on a conv output that a CONCATENATION also reads ("shared")
+    the first one runs as a standalone aq_clamp_s8."""
+    producer = str(rng.choice(["conv", "hard_swish", "logistic", "shared"]))
+    if producer == "hard_swish":
+        y, what = b_hard_swish(m, x, spec, rng)
+    elif producer == "logistic":
+        y, what = b_logistic(m, x, spec, rng)
+    else:
+        y, what = b_conv(m, x, spec, rng, int4=bool(rng.random() < 0.5))
+    src, q = y, m.tensors[y].quantization
     for name in rng.permutation(["MINIMUM", "MAXIMUM"])[:int(rng.integers(1, 3))]:
         c = m.tensor((), "int8", q.scale[0], q.zeroPoint[0], np.array(rng.integers(-128, 128), np.int8))
         z = m.tensor(m.shapes[y], "int8", q.scale[0], q.zeroPoint[0])
         m.op(str(name), [y, c] if rng.random() < 0.7 else [c, y], [z])
         what += f" {str(name).lower()}"
         y = z
+    if producer == "shared":
+        shape = list(m.shapes[y])
+        shape[-1] *= 2
+        both = m.tensor(tuple(shape), "int8", q.scale[0], q.zeroPoint[0])
+        m.op("CONCATENATION", [src, y], [both],
+             m.options("ConcatenationOptionsT", axis=3, fusedActivationFunction=0), "ConcatenationOptions")
+        what += ", concatenated with its unclamped input"
+        y = both
     return y, what
 
 

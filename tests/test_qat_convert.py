@@ -225,9 +225,12 @@ def test_save_load_round_trip(trained, fashion, tmp_path):
     np.testing.assert_array_equal(back(xt, training=True).numpy(), qat(xt, training=True).numpy())
 
 
-def test_swish_depthwise_residual_net_converts_and_matches():
+def test_swish_depthwise_residual_net_converts_and_matches(tmp_path):
     """INT4 DEPTHWISE_CONV_2D, Swish (LOGISTIC+MUL), HARD_SWISH, ADD and MEAN (global average
-    pooling) are bit-exact with TFLite Micro."""
+    pooling): Keras, TFLite Micro and aqedge's generated C (compiled for the host) give the
+    same codes. The 4-bit clamp after HARD_SWISH (MAXIMUM / MINIMUM, which HARD_SWISH cannot
+    fuse) is folded into the hard-swish kernel's output clamp."""
+    from aqedge.codegen.host import build_host, run_host
     keras.utils.set_random_seed(0)
     rep = np.random.default_rng(0).random((64, 12, 12, 1), dtype=np.float32)
     for shift in (True, False):
@@ -238,8 +241,16 @@ def test_swish_depthwise_residual_net_converts_and_matches():
         assert {"DEPTHWISE_CONV_2D", "LOGISTIC", "HARD_SWISH", "ADD", "MEAN"} <= ops
         dw = [op for op in info["ops"] if op["op"] == "DEPTHWISE_CONV_2D"][0]
         assert dw["weight_type"] == "INT4"
-        np.testing.assert_array_equal(_run(buf, rep, "tflm"),
-                                      _codes(info, "outputs", qat.predict(rep, verbose=0)))
+        tflm = _run(buf, rep, "tflm")
+        np.testing.assert_array_equal(tflm, _codes(info, "outputs", qat.predict(rep, verbose=0)))
+        assert {"MAXIMUM", "MINIMUM"} <= ops
+        path = tmp_path / f"swish_shift_{shift}.tflite"
+        path.write_bytes(buf)
+        graph, _, runner = build_host(path, tmp_path / f"host_shift_{shift}")
+        assert "aq_clamp_s8(" not in (tmp_path / f"host_shift_{shift}" / "model.c").read_text()
+        xin = np.clip(_codes(info, "inputs", rep), -128, 127).astype(np.int8)
+        ours = run_host(runner, xin, graph.tensors[graph.outputs[0]].nbytes)
+        np.testing.assert_array_equal(ours, tflm.reshape(len(rep), -1))
 
 
 def test_layer_bits_keeps_named_layers_at_8_bits_and_converts_exactly():

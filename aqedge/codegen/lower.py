@@ -329,7 +329,8 @@ def _relu(graph: Graph, op: Op, p: str) -> KernelCall:
 
 def _min_max(graph: Graph, op: Op, p: str) -> KernelCall:
     """MINIMUM / MAXIMUM against a constant scalar: the clamp the converter emits around 4-bit
-    activations (NOTES.md). It is folded into the producing op's output clamp by fold_clamps."""
+    activations (NOTES.md). fold_clamps folds it into the producing op's output clamp, or makes
+    it a standalone aq_clamp_s8 where it cannot."""
     if len(op.inputs) != 2:
         raise Unsupported("needs two inputs")
     a, b = graph.tensor(op.inputs[0]), graph.tensor(op.inputs[1])
@@ -569,7 +570,8 @@ def _hard_swish(graph: Graph, op: Op, p: str) -> KernelCall:
     params = {"size": x.size, "input_zero_point": x.single_zero_point(),
               "output_zero_point": y.single_zero_point(),
               "reluish_multiplier_fixedpoint_int16": relu_m, "reluish_multiplier_exponent": relu_e,
-              "output_multiplier_fixedpoint_int16": out_m, "output_multiplier_exponent": out_e}
+              "output_multiplier_fixedpoint_int16": out_m, "output_multiplier_exponent": out_e,
+              "act_min": -128, "act_max": 127}
     return KernelCall(op, "aq_hard_swish_s8", "aq_hard_swish_params", params,
                       [op.inputs[0], op.outputs[0]], comment=f"hard swish {list(x.shape)}")
 
@@ -659,38 +661,48 @@ def _act_params(call: KernelCall) -> dict[str, Any] | None:
     return None
 
 
-def fold_clamps(graph: Graph, calls: list[KernelCall]) -> list[str]:
+def fold_clamps(graph: Graph, calls: list[KernelCall]) -> None:
     """Fold each constant MINIMUM / MAXIMUM into the output clamp of the op producing its input.
 
     min(clamp(v, lo, hi), c) == clamp(v, min(lo, c), min(hi, c)), and likewise for max, so the
-    result is bit-identical. Returns a problem line for each clamp that cannot be folded (its
-    input has other readers, or its producer has no output clamp).
+    result is bit-identical. A clamp whose input has other readers, is a model output, or comes
+    from an op without an output clamp becomes a standalone aq_clamp_s8 instead (which the
+    clamps after it can fold into).
     """
     readers: dict[int, int] = {}
     for call in calls:
         for t in call.op.inputs:
             readers[t] = readers.get(t, 0) + 1
     producer: dict[int, KernelCall] = {}
-    problems = []
     for call in calls:
         if call.clamp is None:
             for t in call.op.outputs:
                 producer[t] = call
             continue
         out, src = call.alias
+        kind, c = call.clamp
         source = producer.get(src)
         act = _act_params(source) if source is not None else None
         if act is None or readers.get(src, 0) != 1 or src in graph.outputs:
-            problems.append(f"  op {call.op.index} {call.op.opcode}: its input is not the sole output "
-                            "of an op with an output clamp, so it cannot be folded")
+            call.kernel, call.params_type, call.args = "aq_clamp_s8", "aq_clamp_params", [src, out]
+            call.params = {"size": graph.tensors[out].size,
+                           "act_min": c if kind == "max" else -128,
+                           "act_max": c if kind == "min" else 127}
+            call.alias, call.clamp, call.inplace = None, None, [(src, 0)]
+            call.comment = f"{kind}(x, {c}), standalone: its input {_unfoldable(act, readers.get(src, 0))}"
+            producer[out] = call
             continue
-        kind, c = call.clamp
         if kind == "min":
             act["act_min"], act["act_max"] = min(act["act_min"], c), min(act["act_max"], c)
         else:
             act["act_min"], act["act_max"] = max(act["act_min"], c), max(act["act_max"], c)
         producer[out] = source
-    return problems
+
+
+def _unfoldable(act: dict[str, Any] | None, readers: int) -> str:
+    if act is None:
+        return "comes from an op without an output clamp"
+    return f"has {readers} readers" if readers != 1 else "is a model output"
 
 
 def lower(graph: Graph, label: str) -> list[KernelCall]:
@@ -705,10 +717,9 @@ def lower(graph: Graph, label: str) -> list[KernelCall]:
             calls.append(fn(graph, op, f"op{op.index}"))
         except Unsupported as exc:
             problems.append(f"  op {op.index} {op.opcode} (v{op.version}): {exc}; {_types(graph, op)}")
-    if not problems:
-        problems = fold_clamps(graph, calls)
     if problems:
         supported = ", ".join(sorted(LOWERINGS))
         raise AqError(f"{label}: {len(problems)} op(s) cannot run on the aqedge runtime "
                       f"(supported: {supported}):\n" + "\n".join(problems))
+    fold_clamps(graph, calls)
     return calls

@@ -100,6 +100,15 @@ typedef struct {
 /* RELU, RELU6, RELU_N1_TO_1 (standalone, with requantization). */
 void aq_relu_s8(const aq_relu_params *p, const int8_t *input, int8_t *output);
 
+typedef struct {
+  int32_t size;
+  int32_t act_min, act_max;
+} aq_clamp_params;
+
+/* MINIMUM / MAXIMUM against constant scalars that could not be folded into the producer: the
+ * raw int8 codes clamped to [act_min, act_max]. */
+void aq_clamp_s8(const aq_clamp_params *p, const int8_t *input, int8_t *output);
+
 /* SOFTMAX, int8 in, int8 out (scale 1/256, zero point -128). */
 void aq_softmax_s8(const aq_softmax_params *p, const int8_t *input, int8_t *output);
 
@@ -197,6 +206,7 @@ typedef struct {
   int32_t input_zero_point, output_zero_point;
   int32_t reluish_multiplier_fixedpoint_int16, reluish_multiplier_exponent;
   int32_t output_multiplier_fixedpoint_int16, output_multiplier_exponent;
+  int32_t act_min, act_max;   /* [-128, 127], narrowed by folded MINIMUM / MAXIMUM clamps */
 } aq_hard_swish_params;
 
 /* HARD_SWISH, int8 (TFLite reference_ops::HardSwish, 16-bit fixed point). */

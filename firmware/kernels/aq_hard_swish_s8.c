@@ -1,5 +1,6 @@
 /* HARD_SWISH, int8 (TFLite reference_ops::HardSwish): x * relu6(x + 3) / 6 in 16-bit fixed
- * point. Every step keeps TFLite's int16 arithmetic: rounding and saturation included. */
+ * point. Every step keeps TFLite's int16 arithmetic: rounding and saturation included. The
+ * final saturation to int8 is to [act_min, act_max], which folded clamps narrow. */
 #include "aq_kernels.h"
 
 /* gemmlowp SaturatingRoundingDoublingHighMul, int16. */
@@ -46,6 +47,6 @@ void aq_hard_swish_s8(const aq_hard_swish_params *p, const int8_t *input, int8_t
     const int16_t preshift = sdhm16(reluish, x_out_scale);
     int16_t out = rdbpot16(preshift, -p->output_multiplier_exponent);
     out = (int16_t)(out + p->output_zero_point);
-    output[i] = (int8_t)(out > 127 ? 127 : (out < -128 ? -128 : out));
+    output[i] = (int8_t)(out > p->act_max ? p->act_max : (out < p->act_min ? p->act_min : out));
   }
 }
