@@ -100,6 +100,7 @@ def quantize(model: Path = typer.Argument(..., help="Float Keras model (.keras).
              shift: bool = typer.Option(True, "--shift/--no-shift", help="Learn the activation shift (adaptive) or not (LSQ)."),
              layer_bits: list[str] = typer.Option([], "--layer-bits", metavar="LAYER=BITS", help="Bits of one named layer's weights and output (mixed precision); repeatable."),
              epochs: int = typer.Option(2, "--epochs", help="Quantization-aware fine-tuning epochs."),
+             lr: float = typer.Option(5e-4, "--lr", help="Peak learning rate of the fine-tuning (Adam, cosine decay)."),
              distill: float = typer.Option(0.0, "--distill", help="Distil the float model: weight (0-1) of its predictions in the training targets."),
              limit: Optional[int] = typer.Option(None, "--limit", help="Train on the first N images only (quick runs)."),
              seed: int = typer.Option(0, "--seed", help="Random seed."),
@@ -108,11 +109,13 @@ def quantize(model: Path = typer.Argument(..., help="Float Keras model (.keras).
     from . import datasets
     from .pipeline import quantize_example
 
+    if not lr > 0:
+        raise AqError(f"--lr {lr}: the learning rate must be positive")
     overrides = _parse_layer_bits(layer_bits)
     float_model = _load_keras(model)
     x, y = datasets.load(dataset, "train")
     x, y = x[:limit], y[:limit]
-    qat_model = quantize_example(float_model, x, y, epochs, seed, console, _progress,
+    qat_model = quantize_example(float_model, x, y, epochs, seed, console, _progress, lr=lr,
                                  weight_bits=weight_bits, activation_bits=activation_bits,
                                  first_last_bits=first_last_bits, shift=shift, distill=distill,
                                  layer_bits=overrides)

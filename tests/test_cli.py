@@ -77,5 +77,10 @@ def test_malformed_layer_bits(tmp_path):
                       "--layer-bits 'conv2d'", "LAYER=BITS")
 
 
+def test_learning_rate_must_be_positive(tmp_path):
+    assert_user_error(aqedge("quantize", str(tmp_path / "float.keras"), "--lr", "0"),
+                      "--lr 0.0", "must be positive")
+
+
 def test_not_a_build_directory(tmp_path):
     assert_user_error(aqedge("measure", "--board", "stm32", str(tmp_path)), "not an aqedge build directory")

@@ -76,9 +76,11 @@ def test_w4a4_through_the_cli_on_emulated_stm32(tmp_path):
         return result.stdout
 
     out = cli("quantize", "float.keras", "--epochs", "1", "--limit", "2000", "--first-last-bits", "4",
-              "--distill", "0.5", "--layer-bits", f"{hidden}=8", "-o", "qat.keras")
+              "--distill", "0.5", "--layer-bits", f"{hidden}=8", "--lr", "1e-3", "-o", "qat.keras")
     assert "epoch 1/1" in out
-    assert isinstance(keras.models.load_model(tmp_path / "qat.keras"), keras.Model)
+    qat = keras.models.load_model(tmp_path / "qat.keras")
+    schedule = qat.optimizer.get_config()["learning_rate"]["config"]
+    assert schedule["initial_learning_rate"] == pytest.approx(1e-3)
     cli("convert", "qat.keras", "-o", "w4a4.tflite")
     shown = cli("inspect", "w4a4.tflite")
     assert "int4" in shown and "TFLite Micro arena bytes" in shown
