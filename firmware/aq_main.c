@@ -55,6 +55,9 @@ static int aq_run_inference(const uint8_t *input, uint32_t n, uint64_t *ticks, a
 int main(void)
 {
     aq_board_init();
+    if (aq_model_prepare) {
+        aq_model_prepare();
+    }
     aq_protocol_send_ready(0u);
     for (;;) {
         aq_frame_t frame;

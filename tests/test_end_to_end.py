@@ -104,3 +104,42 @@ def test_float_interface_model_on_emulated_stm32(float_interface_model, tmp_path
     m = metrics(run_session(board, tmp_path / "fw", "fashion-mnist", 20))
     assert m["device_matches_reference"] == 1.0 and not m["failed_samples"]
     assert m["accuracy"] == m["reference_accuracy"]
+
+
+def test_swish_w4a4_on_emulated_stm32(tmp_path):
+    """A MobileNetV2-style W4A4 block (hard-swish stem, Swish expand, hard-swish depthwise,
+    residual Add, global average pool): LOGISTIC and HARD_SWISH run through the tables that
+    aq_model_prepare() builds at start-up, and the 4-bit clamps after HARD_SWISH fold into its
+    table; every output on the emulated STM32F405 equals TFLite Micro's."""
+    import keras
+    from keras import layers as L
+
+    from aqedge import datasets
+    from aqedge.convert import convert_qat
+    from aqedge.qat import quantize_model
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((28, 28, 1))
+    x = L.Conv2D(8, 3, strides=2, padding="same", activation="hard_swish")(inputs)
+    h = L.Conv2D(16, 1, use_bias=False)(x)
+    h = L.BatchNormalization()(h)
+    h = L.Activation("swish")(h)
+    h = L.DepthwiseConv2D(3, strides=2, padding="same", activation="hard_swish")(h)
+    h = L.Conv2D(8, 1)(h)
+    x = L.Add()([L.MaxPooling2D(2)(x), h])
+    x = L.GlobalAveragePooling2D()(x)
+    model = keras.Model(inputs, L.Dense(10, activation="softmax")(x))
+    xs, _ = datasets.load("fashion-mnist", "train")
+    path = tmp_path / "swish.tflite"
+    path.write_bytes(convert_qat(quantize_model(model, calibration_data=xs[:256]), xs[:256]))
+
+    board, _ = resolve("stm32")
+    build(path, board, tmp_path / "fw")
+    prepare, invoke = (tmp_path / "fw" / "model.c").read_text().split("int aq_model_invoke(void)")
+    assert invoke.count("aq_lut_s8(") == 3   # 2 HARD_SWISH + 1 LOGISTIC
+    assert "aq_hard_swish_s8(" not in invoke and "aq_logistic_s8(" not in invoke
+    assert prepare.count("aq_hard_swish_s8(&op") == 2 and prepare.count("aq_logistic_s8(&op") == 1
+    m = metrics(run_session(board, tmp_path / "fw", "fashion-mnist", 30))
+    assert m["samples"] == 30 and m["failed_samples"] == []
+    assert m["device_matches_reference"] == 1.0
+    assert m["accuracy"] == m["reference_accuracy"]

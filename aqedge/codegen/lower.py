@@ -46,6 +46,9 @@ class KernelCall:
     # below it (output offset <= input offset - lead); lead 0 also allows exactly in place.
     # plan.py uses them; the bound comes from the kernels' loop order (see _window_lead).
     inplace: list[tuple[int, int]] = field(default_factory=list)
+    # For aq_lut_s8: (kernel, params type, params) that aq_model_prepare() runs on the 256
+    # codes of aq_lut_codes to fill this call's table `op<N>_table`.
+    table: tuple[str, str, dict[str, Any]] | None = None
     comment: str = ""
 
 
@@ -705,6 +708,26 @@ def _unfoldable(act: dict[str, Any] | None, readers: int) -> str:
     return f"has {readers} readers" if readers != 1 else "is a model output"
 
 
+#: Elementwise int8 -> int8 kernels whose output depends on the input code alone.
+TABULATED = ("aq_logistic_s8", "aq_hard_swish_s8")
+
+
+def tabulate(calls: list[KernelCall]) -> None:
+    """Run LOGISTIC and HARD_SWISH through a 256-entry table (aq_lut_s8). The table is their
+    own kernel's output for every code, built once by aq_model_prepare() (with any clamps
+    folded into HARD_SWISH), so the result is the kernel's bit for bit; a lookup replaces a
+    few hundred instructions per element of fixed-point exp and division."""
+    for call in calls:
+        if call.kernel not in TABULATED:
+            continue
+        call.table = (call.kernel, call.params_type, {**call.params, "size": 256})
+        call.kernel, call.params_type = "aq_lut_s8", "aq_lut_params"
+        call.params = {"size": call.params["size"]}
+        call.args = [f"op{call.op.index}_table", *call.args]
+        call.inplace = [(call.op.inputs[0], 0)]   # elementwise: reads i, then writes i
+        call.comment += ", through a table of its 256 outputs"
+
+
 def lower(graph: Graph, label: str) -> list[KernelCall]:
     """Lower every op; raise AqError listing every op that cannot run, with index and types."""
     check_io(graph, label)
@@ -722,4 +745,5 @@ def lower(graph: Graph, label: str) -> list[KernelCall]:
         raise AqError(f"{label}: {len(problems)} op(s) cannot run on the aqedge runtime "
                       f"(supported: {supported}):\n" + "\n".join(problems))
     fold_clamps(graph, calls)
+    tabulate(calls)
     return calls

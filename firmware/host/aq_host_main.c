@@ -13,6 +13,7 @@ int main(int argc, char **argv) {
     return 2;
   }
   const long n = strtol(argv[1], NULL, 10);
+  if (aq_model_prepare) aq_model_prepare();
   for (long i = 0; i < n; ++i) {
     if (fread(aq_model_input(), 1, aq_model_input_bytes, stdin) != aq_model_input_bytes) {
       fprintf(stderr, "short input at sample %ld\n", i);

@@ -102,6 +102,17 @@ void aq_relu_s8(const aq_relu_params *p, const int8_t *input, int8_t *output);
 
 typedef struct {
   int32_t size;
+} aq_lut_params;
+
+/* The int8 codes -128 .. 127 in order: the input that builds a table (table[c + 128] is the
+ * op's output for code c). */
+extern const int8_t aq_lut_codes[256];
+
+/* output[i] = table[input[i] + 128]: LOGISTIC and HARD_SWISH through a table of their outputs. */
+void aq_lut_s8(const aq_lut_params *p, const int8_t *table, const int8_t *input, int8_t *output);
+
+typedef struct {
+  int32_t size;
   int32_t act_min, act_max;
 } aq_clamp_params;
 
