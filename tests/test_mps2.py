@@ -136,8 +136,9 @@ def test_kws_bit_exact_on_mps2_an500_cortex_m7(tmp_path):
 def _narrow_clamp_model(seed: int, shape: tuple[int, int, int], branches: list[tuple]) -> bytes:
     """CONV_2D / FULLY_CONNECTED branches (INT4 or int8 weights) on one input, each with an
     output clamp: "w4" is the 4-bit activation range [-8, 7] (zero point -8, RELU, MINIMUM 7,
-    as the W4A4 converter emits), "full" none beyond int8, "rand" random MINIMUM / MAXIMUM
-    constants. Branch: ("conv", kh, kw, padding, oc, int4, clamp, bias) or
+    as the W4A4 converter emits), "full" none beyond int8, "left" none with an output scale
+    small enough that some channels requantize with a left shift, "rand" random MINIMUM /
+    MAXIMUM constants. Branch: ("conv", kh, kw, padding, oc, int4, clamp, bias) or
     ("fc", depth or None for all, out, int4, clamp, bias)."""
     import numpy as np
     import test_ops_fuzz as fz
@@ -162,10 +163,14 @@ def _narrow_clamp_model(seed: int, shape: tuple[int, int, int], branches: list[t
         osc, ozp = fz._mac_output_quant(rng, spec.scale, ws, fan_in)
         if clamp == "w4":
             osc, ozp = float(np.float32(osc / 8)), -8   # spread the outputs over the 16 codes
+        elif clamp == "left":   # multipliers near or above 1: left shifts in some channels,
+            osc = float(np.float32(osc / 128))   # on sparse +-1 weights that keep sums small
+            wt = np.where(rng.random(wt.shape) < 0.2, np.sign(wt), 0).astype(wt.dtype)
         ins = [x, m.tensor(wt.shape, "int4" if int4 else "int8", ws, np.zeros(len(ws), int), wt,
                            qdim=0)]
         if has_bias:
-            bias = rng.normal(0, 74.0 * 74.0 * np.sqrt(fan_in), oc).round().astype(np.int32)
+            spread = 16.0 if clamp == "left" else 74.0 * 74.0 * np.sqrt(fan_in)
+            bias = rng.normal(0, spread, oc).round().astype(np.int32)
             ins.append(m.tensor((oc,), "int32", (np.float32(spec.scale) * ws).astype(np.float32),
                                 np.zeros(len(ws), int), bias))
         else:
@@ -180,7 +185,7 @@ def _narrow_clamp_model(seed: int, shape: tuple[int, int, int], branches: list[t
             m.op("FULLY_CONNECTED", ins, [y],
                  m.options("FullyConnectedOptionsT", fusedActivationFunction=act,
                            keepNumDims=False), "FullyConnectedOptions")
-        consts = {"w4": [("MINIMUM", 7)], "full": [],
+        consts = {"w4": [("MINIMUM", 7)], "full": [], "left": [],
                   "rand": [("MINIMUM", int(rng.integers(-20, 60))), ("MAXIMUM", int(rng.integers(-90, -30)))]}[clamp]
         for name, v in consts:
             k = m.tensor((), "int8", osc, ozp, np.array(v, np.int8))
@@ -216,6 +221,14 @@ NARROW_CLAMP_CASES = {
     # 6 input channels: INT4 rows with a K % 8 tail (K = 54, 6) and the K = 9 first-layer shape.
     "c6": ((7, 5, 6), [("conv", 3, 3, 0, 5, True, "w4", True), ("conv", 1, 1, 0, 4, True, "w4", True),
                        ("conv", 3, 3, 1, 7, False, "w4", True), ("fc", 6, 5, True, "rand", True)]),
+    # 10 input channels: INT4 tails of 2 (K = 10, 90) and 4 (K = 20) on the 4-pixel common path
+    # (8x4 = 32 pixels) and the general one (no bias, a random clamp), an int8 tail of 2, and
+    # the common path with left shifts in some channels (INT4 and int8).
+    "c10": ((8, 4, 10), [("conv", 1, 1, 0, 6, True, "full", True), ("conv", 1, 2, 1, 5, True, "w4", True),
+                         ("conv", 3, 3, 1, 4, True, "full", True), ("conv", 1, 1, 0, 3, True, "rand", False),
+                         ("conv", 1, 1, 0, 5, False, "full", True), ("fc", 10, 4, True, "w4", True),
+                         ("conv", 1, 1, 0, 8, True, "left", True), ("conv", 1, 2, 1, 8, True, "left", True),
+                         ("conv", 1, 1, 0, 8, False, "left", True)]),
 }
 
 

@@ -4,6 +4,20 @@
  * work is two lookups, one add and the fused output requantisation. */
 #include "aq_cm_impl.h"
 
+/* The fast loop, instantiated per clamp: `sat` 8 ([-128, 127]) and 4 (the 4-bit [-8, 7]) clamp
+ * with one SSAT, 0 with two compares. */
+AQ_CM_INLINE void aq_cm_add_fast(const aq_add_params *p, const int32_t *l1, const int32_t *l2,
+                                 const int8_t *input1, const int8_t *input2, int8_t *output,
+                                 int sat) {
+  const int32_t m = p->output_multiplier, em1 = ~p->output_shift;
+  const int32_t off2p1 = 2 * p->output_offset + 1;
+  for (int32_t i = 0; i < p->size; ++i) {
+    int32_t y = aq_cm_requant2(l1[input1[i]] + l2[input2[i]], m, em1, off2p1);
+    y = sat == 8 ? __ssat(y, 8) : sat == 4 ? __ssat(y, 4) : aq_clamp(y, p->act_min, p->act_max);
+    output[i] = (int8_t)y;
+  }
+}
+
 void aq_add_s8(const aq_add_params *p, const int8_t *input1, const int8_t *input2,
                int8_t *output) {
   int32_t t1[256], t2[256];
@@ -26,14 +40,12 @@ void aq_add_s8(const aq_add_params *p, const int8_t *input1, const int8_t *input
       t1[i] *= 2;
       t2[i] *= 2;
     }
-    const int32_t m = p->output_multiplier, em1 = ~p->output_shift;
-    const int32_t off2p1 = 2 * p->output_offset + 1;
-    const int full_range = p->act_min <= -128 && p->act_max >= 127;
-    for (int32_t i = 0; i < p->size; ++i) {
-      int32_t y = aq_cm_requant2(l1[input1[i]] + l2[input2[i]], m, em1, off2p1);
-      y = full_range ? __ssat(y, 8) : aq_clamp(y, p->act_min, p->act_max);
-      output[i] = (int8_t)y;
-    }
+    if (p->act_min <= -128 && p->act_max >= 127)
+      aq_cm_add_fast(p, l1, l2, input1, input2, output, 8);
+    else if (p->act_min == -8 && p->act_max == 7)
+      aq_cm_add_fast(p, l1, l2, input1, input2, output, 4);
+    else
+      aq_cm_add_fast(p, l1, l2, input1, input2, output, 0);
     return;
   }
   for (int32_t i = 0; i < p->size; ++i) {
