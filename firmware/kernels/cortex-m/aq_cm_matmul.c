@@ -48,6 +48,29 @@
   AQ_CM_QUAD_HI("r12, r11, lsl #8")  /* (w1, w5) */ \
   AQ_CM_QUAD_HI("r12, r11")          /* (w3, w7) */
 
+/* Add the last K % chunk products of one filter row (`tail_x`: 8 int16 per pixel) to the four
+ * doubled sums. */
+AQ_CM_INLINE void aq_cm_tail(const aq_cm_mm *mm, const uint8_t *wrow, const int16_t *tail_x,
+                             int32_t *y0, int32_t *y1, int32_t *y2, int32_t *y3, int s4) {
+  if (s4) {   /* K is even, so an INT4 tail is whole weight pairs: one SMLAD per pixel */
+    for (int32_t t = 0; t < mm->tail; t += 2) {
+      const int32_t i = mm->kc * AQ_CM_CHUNK(s4) + t;
+      const uint32_t w2 = ((uint32_t)(2 * aq_cm_weight(wrow, i, 1)) & 0xFFFFu) |
+                          ((uint32_t)(2 * aq_cm_weight(wrow, i + 1, 1)) << 16);
+      *y0 = (int32_t)__smlad(w2, aq_cm_ld32(tail_x + t), (uint32_t)*y0);
+      *y1 = (int32_t)__smlad(w2, aq_cm_ld32(tail_x + 8 + t), (uint32_t)*y1);
+      *y2 = (int32_t)__smlad(w2, aq_cm_ld32(tail_x + 16 + t), (uint32_t)*y2);
+      *y3 = (int32_t)__smlad(w2, aq_cm_ld32(tail_x + 24 + t), (uint32_t)*y3);
+    }
+  } else {
+    for (int32_t t = 0; t < mm->tail; ++t) {
+      const int32_t w = aq_cm_weight(wrow, mm->kc * AQ_CM_CHUNK(s4) + t, 0);
+      *y0 += w * tail_x[t]; *y1 += w * tail_x[8 + t];
+      *y2 += w * tail_x[16 + t]; *y3 += w * tail_x[24 + t];
+    }
+  }
+}
+
 static inline __attribute__((always_inline)) void aq_cm_matmul(const aq_cm_mm *mm,
                                                                const uint32_t *col, int8_t *out,
                                                                int n_pix, int s4, int common,
@@ -124,31 +147,15 @@ static inline __attribute__((always_inline)) void aq_cm_matmul(const aq_cm_mm *m
     if (s4) __asm__("" : "+r"(b2)); /* keep b2 whole so the shift folds into the add */
     int32_t y0 = b2 + (a0 >> sh4), y1 = b2 + (a1 >> sh4), y2 = b2 + (a2 >> sh4),
             y3 = b2 + (a3 >> sh4);
-    if (s4) {   /* K is even, so an INT4 tail is whole weight pairs: one SMLAD per pixel */
-      for (int32_t t = 0; t < mm->tail; t += 2) {
-        const int32_t i = mm->kc * AQ_CM_CHUNK(s4) + t;
-        const uint32_t w2 = ((uint32_t)(2 * aq_cm_weight(wrow, i, 1)) & 0xFFFFu) |
-                            ((uint32_t)(2 * aq_cm_weight(wrow, i + 1, 1)) << 16);
-        y0 = (int32_t)__smlad(w2, aq_cm_ld32(tail_x + t), (uint32_t)y0);
-        y1 = (int32_t)__smlad(w2, aq_cm_ld32(tail_x + 8 + t), (uint32_t)y1);
-        y2 = (int32_t)__smlad(w2, aq_cm_ld32(tail_x + 16 + t), (uint32_t)y2);
-        y3 = (int32_t)__smlad(w2, aq_cm_ld32(tail_x + 24 + t), (uint32_t)y3);
-      }
-    } else {
-      for (int32_t t = 0; t < mm->tail; ++t) {
-        const int32_t w = aq_cm_weight(wrow, mm->kc * AQ_CM_CHUNK(s4) + t, 0);
-        y0 += w * tail_x[t]; y1 += w * tail_x[8 + t];
-        y2 += w * tail_x[16 + t]; y3 += w * tail_x[24 + t];
-      }
-    }
     const int32_t m = q->multiplier[c], sh = q->shift[c], o2 = mm->off2p1;
-    if (common && mm->all_right) {
+    if (common == 1) {   /* no tail, right shifts only: the usual layer */
       const int32_t em1 = ~sh;
       y0 = aq_cm_requant2(y0, m, em1, o2);
       y1 = aq_cm_requant2(y1, m, em1, o2);
       y2 = aq_cm_requant2(y2, m, em1, o2);
       y3 = aq_cm_requant2(y3, m, em1, o2);
     } else {
+      aq_cm_tail(mm, wrow, tail_x, &y0, &y1, &y2, &y3, s4);
       y0 = aq_cm_requant2_any(y0, m, sh, o2);
       y1 = aq_cm_requant2_any(y1, m, sh, o2);
       y2 = aq_cm_requant2_any(y2, m, sh, o2);
@@ -174,23 +181,34 @@ static inline __attribute__((always_inline)) void aq_cm_matmul(const aq_cm_mm *m
 }
 
 /* The common case (4 pixels, a bias, an activation range of [-128, 127] or the 4-bit [-8, 7])
- * gets its own copies of the loop without the per-channel checks but one: whether every
- * channel shifts right (the usual requantisation) or some shift left. */
+ * gets its own copies of the loop without per-channel checks: `common` 1 when the layer is
+ * `plain` (K a whole number of chunks, every channel shifting right), 2 when it has a K % chunk
+ * tail or left shifts. */
 static inline __attribute__((always_inline)) void aq_cm_matmul_any(const aq_cm_mm *mm,
                                                                    const uint32_t *col,
                                                                    int8_t *out, int n_pix,
                                                                    int s4) {
-  const int common = n_pix == 4 && mm->bias;
-  if (common && mm->sat == 8) {
+  const int common = n_pix == 4 && mm->bias ? (mm->plain ? 1 : 2) : 0;
+  if (common == 1 && mm->sat == 8) {
     if (s4 && mm->s4_hi)
       aq_cm_matmul(mm, col, out, 4, 2, 1, 8);
     else
       aq_cm_matmul(mm, col, out, 4, s4, 1, 8);
-  } else if (common && mm->sat == 4) {
+  } else if (common == 1 && mm->sat == 4) {
     if (s4 && mm->s4_hi)
       aq_cm_matmul(mm, col, out, 4, 2, 1, 4);
     else
       aq_cm_matmul(mm, col, out, 4, s4, 1, 4);
+  } else if (common == 2 && mm->sat == 8) {
+    if (s4 && mm->s4_hi)
+      aq_cm_matmul(mm, col, out, 4, 2, 2, 8);
+    else
+      aq_cm_matmul(mm, col, out, 4, s4, 2, 8);
+  } else if (common == 2 && mm->sat == 4) {
+    if (s4 && mm->s4_hi)
+      aq_cm_matmul(mm, col, out, 4, 2, 2, 4);
+    else
+      aq_cm_matmul(mm, col, out, 4, s4, 2, 4);
   } else if (mm->sat == 4) {
     aq_cm_matmul(mm, col, out, n_pix, s4, 0, 4);
   } else {
