@@ -181,8 +181,8 @@ static inline __attribute__((always_inline)) void aq_cm_matmul(const aq_cm_mm *m
 }
 
 /* The common case (4 pixels, a bias, an activation range of [-128, 127] or the 4-bit [-8, 7])
- * gets its own copies of the loop without per-channel checks: `common` 1 when the layer is
- * `plain` (K a whole number of chunks, every channel shifting right), 2 when it has a K % chunk
+ * gets its own copies of the loop: `common` 1 when the layer is `plain` (K a whole number of
+ * chunks, every channel shifting right), with no per-channel check, 2 when it has a K % chunk
  * tail or left shifts. */
 static inline __attribute__((always_inline)) void aq_cm_matmul_any(const aq_cm_mm *mm,
                                                                    const uint32_t *col,
@@ -199,16 +199,11 @@ static inline __attribute__((always_inline)) void aq_cm_matmul_any(const aq_cm_m
       aq_cm_matmul(mm, col, out, 4, 2, 1, 4);
     else
       aq_cm_matmul(mm, col, out, 4, s4, 1, 4);
-  } else if (common == 2 && mm->sat == 8) {
+  } else if (common == 2 && mm->sat) {   /* one copy for both clamps: less code */
     if (s4 && mm->s4_hi)
-      aq_cm_matmul(mm, col, out, 4, 2, 2, 8);
+      aq_cm_matmul(mm, col, out, 4, 2, 2, 0);
     else
-      aq_cm_matmul(mm, col, out, 4, s4, 2, 8);
-  } else if (common == 2 && mm->sat == 4) {
-    if (s4 && mm->s4_hi)
-      aq_cm_matmul(mm, col, out, 4, 2, 2, 4);
-    else
-      aq_cm_matmul(mm, col, out, 4, s4, 2, 4);
+      aq_cm_matmul(mm, col, out, 4, s4, 2, 0);
   } else if (mm->sat == 4) {
     aq_cm_matmul(mm, col, out, n_pix, s4, 0, 4);
   } else {
