@@ -21,6 +21,9 @@ peer figures (measured on QEMU mps2-an386, -icount shift=0, gcc 12.2 -O2).
   INT4 weights but the first and last layer) and `fashion_int8` its twin, the same float
   `<demo>/model.keras` converted to full int8 (aqedge.convert.ptq). Without them, both are
   trained small here (1 epoch float + 1 epoch QAT on 12,000 images) into build/bench-demo/.
+- The ×2.5 Swish network of bench/accuracy.py (`swish_x2.5_w4a4`, adaptive W4A4, and its
+  full-int8 twin `swish_x2.5_int8`), trained small the same way into build/bench-demo/: a
+  MobileNetV2-style network whose LOGISTIC and HARD_SWISH run through lookup tables.
 - stack_bytes: high-water mark. QEMU starts with RAM zeroed, so after one inference the
   deepest non-zero word of the stack section, read through the QEMU monitor, marks it (a lower
   bound if the deepest words happened to be written as zeros).
@@ -188,6 +191,37 @@ def demo_models(demo: Path) -> tuple[Path, Path]:
     return w4a4, int8
 
 
+SWISH_W4A4, SWISH_INT8 = "swish_x2.5_w4a4.tflite", "swish_x2.5_int8.tflite"
+
+
+def swish_models() -> tuple[Path, Path]:
+    """(W4A4, INT8 twin) .tflite of the accuracy benchmark's Swish network at ×2.5 width
+    (LOGISTIC and HARD_SWISH through tables), trained small like the demo pair when missing:
+    1 float epoch, then 1 adaptive W4A4 epoch, on 12,000 images."""
+    from accuracy import swish_mbv2
+
+    from aqedge import datasets
+    from aqedge.convert import convert_keras
+    from aqedge.convert.ptq import convert_int8
+    from aqedge.train import fit, quantize_and_finetune, with_batch_size
+
+    out = REPO / "build" / "bench-demo"
+    out.mkdir(parents=True, exist_ok=True)
+    w4a4, int8 = out / SWISH_W4A4, out / SWISH_INT8
+    if not (w4a4.is_file() and int8.is_file()):
+        print("training the x2.5 Swish network small (1 + 1 epochs on 12,000 images)", flush=True)
+        x, y = datasets.load("fashion-mnist", "train")
+        model = fit(swish_mbv2(2.5), x[:12000], y[:12000], 1, seed=0)
+        int8.write_bytes(convert_int8(with_batch_size(model, 1), x))
+        qat = quantize_and_finetune(model, x[:12000], y[:12000], 1, lr=2e-3, seed=0)
+        w4a4.write_bytes(convert_keras(qat, x))
+    return w4a4, int8
+
+
+#: (W4A4, INT8) twins compared per MAC and by weight bytes.
+PAIRS = ((DEMO_W4A4, DEMO_INT8), (SWISH_W4A4, SWISH_INT8))
+
+
 def _has_int4(path: Path) -> bool:
     graph = read_tflite(path)
     return any(t.dtype == "int4" for t in graph.tensors if t is not None)
@@ -200,12 +234,13 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--demo", type=Path, default=REPO / "build" / "demo",
                         help="`aqedge run` output with model.tflite (W4A4) and model.keras (float)")
-    parser.add_argument("--no-demo", action="store_true", help="skip the Fashion-MNIST pair")
+    parser.add_argument("--no-demo", action="store_true",
+                        help="skip the Fashion-MNIST CNN and Swish network pairs")
     parser.add_argument("--extra", nargs="*", default=[], help="more .tflite models")
     args = parser.parse_args()
     models = sorted(MLPERF.glob("*.tflite")) + [Path(e) for e in args.extra]
     if not args.no_demo:
-        models += list(demo_models(args.demo))
+        models += [*demo_models(args.demo), *swish_models()]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for board_name in args.boards:
@@ -255,17 +290,19 @@ def main() -> None:
     pairs = []
     for board_name in args.boards:
         by = {r["model"]: r for r in rows if r["board"] == resolve(board_name)[0].name}
-        if DEMO_W4A4 in by and DEMO_INT8 in by:
-            a, b = by[DEMO_W4A4], by[DEMO_INT8]
-            pairs.append(f"| {a['board']} | {a['instructions_per_mac']} | {b['instructions_per_mac']} | "
+        for w4, i8 in PAIRS:
+            if w4 not in by or i8 not in by:
+                continue
+            a, b = by[w4], by[i8]
+            pairs.append(f"| {w4} | {a['board']} | {a['instructions_per_mac']} | {b['instructions_per_mac']} | "
                          f"{a['instructions_per_mac'] / b['instructions_per_mac']:.3f} | "
                          f"{a['weight_bytes']:,} | {b['weight_bytes']:,} | "
                          f"{a['weight_bytes'] / b['weight_bytes']:.3f} |")
     if pairs:
-        lines += ["", "Fashion-MNIST W4A4 against its INT8 twin (issue 5: per-MAC ratio <= 1, "
+        lines += ["", "W4A4 models against their INT8 twins (issue 5: per-MAC ratio <= 1, "
                   "weight ratio <= 0.55):", "",
-                  "| board | W4A4 instr/MAC | INT8 instr/MAC | ratio | W4A4 weight B | INT8 weight B | ratio |",
-                  "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"] + pairs
+                  "| W4A4 model | board | W4A4 instr/MAC | INT8 instr/MAC | ratio | W4A4 weight B | INT8 weight B | ratio |",
+                  "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"] + pairs
     (RESULTS / "device.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
