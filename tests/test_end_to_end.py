@@ -108,9 +108,10 @@ def test_float_interface_model_on_emulated_stm32(float_interface_model, tmp_path
 
 def test_swish_w4a4_on_emulated_stm32(tmp_path):
     """A MobileNetV2-style W4A4 block (hard-swish stem, Swish expand, hard-swish depthwise,
-    residual Add, global average pool): LOGISTIC and HARD_SWISH run through the tables that
-    aq_model_prepare() builds at start-up, and the 4-bit clamps after HARD_SWISH fold into its
-    table; every output on the emulated STM32F405 equals TFLite Micro's."""
+    residual Add, global average pool): HARD_SWISH and Swish (LOGISTIC and MUL together) run
+    through the tables that aq_model_prepare() builds at start-up, and the 4-bit clamps after
+    HARD_SWISH fold into its table; every output on the emulated STM32F405 equals TFLite
+    Micro's."""
     import keras
     from keras import layers as L
 
@@ -136,9 +137,10 @@ def test_swish_w4a4_on_emulated_stm32(tmp_path):
     board, _ = resolve("stm32")
     build(path, board, tmp_path / "fw")
     prepare, invoke = (tmp_path / "fw" / "model.c").read_text().split("int aq_model_invoke(void)")
-    assert invoke.count("aq_lut_s8(") == 3   # 2 HARD_SWISH + 1 LOGISTIC
-    assert "aq_hard_swish_s8(" not in invoke and "aq_logistic_s8(" not in invoke
-    assert prepare.count("aq_hard_swish_s8(&op") == 2 and prepare.count("aq_logistic_s8(&op") == 1
+    assert invoke.count("aq_lut_s8(") == 3   # 2 HARD_SWISH + 1 Swish (LOGISTIC and MUL)
+    assert not any(k in invoke for k in ("aq_hard_swish_s8(", "aq_logistic_s8(", "aq_mul_s8("))
+    assert prepare.count("aq_hard_swish_s8(&op") == 2
+    assert prepare.count("aq_logistic_s8(&op") == prepare.count("aq_mul_s8(&op") == 1
     m = metrics(run_session(board, tmp_path / "fw", "fashion-mnist", 30))
     assert m["samples"] == 30 and m["failed_samples"] == []
     assert m["device_matches_reference"] == 1.0

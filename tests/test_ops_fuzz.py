@@ -423,6 +423,31 @@ def b_logistic(m, x, spec, rng):
     return y, "logistic"
 
 
+def b_swish(m, x, spec, rng):
+    """Swish as the converter emits it, MUL(x, LOGISTIC(x)) (either operand order, a fused
+    activation, a random output quantization), which runs as one table of x; or, when the
+    LOGISTIC output is also concatenated to the result ("shared"), as two tables and a MUL."""
+    sig = m.tensor(spec.shape, "int8", 1.0 / 256, -128)
+    m.op("LOGISTIC", [x], [sig])
+    osc = float(np.float32(spec.scale * 2.0 ** rng.uniform(-2, 1)))
+    y = m.tensor(spec.shape, "int8", osc, _zp(rng))
+    act = int(rng.choice(ACTS))
+    swapped = bool(rng.random() < 0.5)
+    m.op("MUL", [sig, x] if swapped else [x, sig], [y],
+         m.options("MulOptionsT", fusedActivationFunction=act), "MulOptions")
+    what = f"swish act{act}{' swapped' if swapped else ''}"
+    if rng.random() < 0.25:
+        shape = list(spec.shape)
+        shape[-1] *= 2
+        both = m.tensor(tuple(shape), "int8", osc, m.tensors[y].quantization.zeroPoint[0])
+        as_y = m.tensor(spec.shape, "int8", osc, m.tensors[y].quantization.zeroPoint[0])
+        m.op("QUANTIZE", [sig], [as_y])
+        m.op("CONCATENATION", [y, as_y], [both],
+             m.options("ConcatenationOptionsT", axis=3, fusedActivationFunction=0), "ConcatenationOptions")
+        y, what = both, what + " shared"
+    return y, what
+
+
 def b_hard_swish(m, x, spec, rng):
     osc = float(np.float32(max(spec.scale * 2.0 ** rng.uniform(-2, 1.5), spec.scale / 100)))
     y = m.tensor(spec.shape, "int8", osc, _zp(rng))
@@ -475,7 +500,7 @@ BUILDERS = {
     "MINIMUM_MAXIMUM": b_clamp,
     "ADD": b_add, "MUL": b_mul, "AVERAGE_POOL_2D": b_avg_pool, "MAX_POOL_2D": b_max_pool,
     "SOFTMAX": b_softmax, "MEAN": b_mean, "PAD": b_pad, "CONCATENATION": b_concatenation,
-    "LOGISTIC": b_logistic, "HARD_SWISH": b_hard_swish, "QUANTIZE": b_quantize,
+    "LOGISTIC": b_logistic, "HARD_SWISH": b_hard_swish, "SWISH": b_swish, "QUANTIZE": b_quantize,
 }
 FLOAT_EDGES = "QUANTIZE_DEQUANTIZE_FLOAT_EDGES"
 OPS = list(BUILDERS) + [FLOAT_EDGES]

@@ -46,9 +46,10 @@ class KernelCall:
     # below it (output offset <= input offset - lead); lead 0 also allows exactly in place.
     # plan.py uses them; the bound comes from the kernels' loop order (see _window_lead).
     inplace: list[tuple[int, int]] = field(default_factory=list)
-    # For aq_lut_s8: (kernel, params type, params) that aq_model_prepare() runs on the 256
-    # codes of aq_lut_codes to fill this call's table `op<N>_table`.
-    table: tuple[str, str, dict[str, Any]] | None = None
+    # For aq_lut_s8: the steps (kernel, params type, params, args after &params) by which
+    # aq_model_prepare() fills this call's table `op<N>_table` from the 256 codes of
+    # aq_lut_codes (through aq_lut_scratch for a two-op Swish).
+    table: list[tuple[str, str, dict[str, Any], list[str]]] | None = None
     comment: str = ""
 
 
@@ -712,20 +713,47 @@ def _unfoldable(act: dict[str, Any] | None, readers: int) -> str:
 TABULATED = ("aq_logistic_s8", "aq_hard_swish_s8")
 
 
-def tabulate(calls: list[KernelCall]) -> None:
-    """Run LOGISTIC and HARD_SWISH through a 256-entry table (aq_lut_s8). The table is their
-    own kernel's output for every code, built once by aq_model_prepare() (with any clamps
-    folded into HARD_SWISH), so the result is the kernel's bit for bit; a lookup replaces a
-    few hundred instructions per element of fixed-point exp and division."""
+def tabulate(graph: Graph, calls: list[KernelCall]) -> None:
+    """Run LOGISTIC and HARD_SWISH through a 256-entry table (aq_lut_s8), and Swish too:
+    MUL(x, LOGISTIC(x)), whose LOGISTIC output nothing else reads, is one table of x and the
+    LOGISTIC becomes an alias. A table is the ops' own kernels run on every input code, built
+    once by aq_model_prepare() (with any clamps folded in), so the result is theirs bit for bit;
+    a lookup replaces a few hundred instructions per element of fixed-point exp and division."""
+    readers: dict[int, int] = {}
     for call in calls:
-        if call.kernel not in TABULATED:
+        for t in call.op.inputs:
+            readers[t] = readers.get(t, 0) + 1
+    logistic = {call.op.outputs[0]: call for call in calls if call.kernel == "aq_logistic_s8"}
+    swish = [call for call in calls if call.kernel == "aq_mul_s8" and not call.params["broadcast"]]
+    for call in swish + [call for call in calls if call.kernel in TABULATED]:
+        name = f"op{call.op.index}_table"
+        if call.kernel == "aq_mul_s8":
+            x1, x2 = call.op.inputs
+            sig = logistic.get(x2 if x2 in logistic else x1)
+            if (sig is None or sig.op.inputs[0] != (x1 if sig.op.outputs[0] == x2 else x2)
+                    or readers.get(sig.op.outputs[0], 0) != 1 or sig.op.outputs[0] in graph.outputs):
+                continue
+            codes = ["aq_lut_codes", "aq_lut_scratch"]
+            call.table = [(sig.kernel, sig.params_type, {**sig.params, "size": 256}, codes),
+                          (call.kernel, call.params_type, {**call.params, "size": 256},
+                           [*(codes if sig.op.outputs[0] == x2 else codes[::-1]), name])]
+            x = sig.op.inputs[0]
+            sig.kernel, sig.params_type, sig.params, sig.args = None, None, {}, []
+            sig.alias = (sig.op.outputs[0], x)
+            sig.comment = f"Swish: in op {call.op.index}'s table"
+            call.comment = f"Swish {list(graph.tensors[x].shape)}, x * logistic(x) (op {sig.op.index}) " \
+                           "through a table of its 256 outputs"
+        elif call.kernel in TABULATED:
+            x = call.op.inputs[0]
+            call.table = [(call.kernel, call.params_type, {**call.params, "size": 256},
+                           ["aq_lut_codes", name])]
+            call.comment += ", through a table of its 256 outputs"
+        else:
             continue
-        call.table = (call.kernel, call.params_type, {**call.params, "size": 256})
         call.kernel, call.params_type = "aq_lut_s8", "aq_lut_params"
         call.params = {"size": call.params["size"]}
-        call.args = [f"op{call.op.index}_table", *call.args]
-        call.inplace = [(call.op.inputs[0], 0)]   # elementwise: reads i, then writes i
-        call.comment += ", through a table of its 256 outputs"
+        call.args = [name, x, call.op.outputs[0]]
+        call.inplace = [(x, 0)]   # elementwise: reads i, then writes i
 
 
 def lower(graph: Graph, label: str) -> list[KernelCall]:
@@ -745,5 +773,5 @@ def lower(graph: Graph, label: str) -> list[KernelCall]:
         raise AqError(f"{label}: {len(problems)} op(s) cannot run on the aqedge runtime "
                       f"(supported: {supported}):\n" + "\n".join(problems))
     fold_clamps(graph, calls)
-    tabulate(calls)
+    tabulate(graph, calls)
     return calls

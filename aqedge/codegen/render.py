@@ -56,6 +56,7 @@ def render_model(graph: Graph, calls: list[KernelCall], plan: MemoryPlan, model_
         version=__version__, model_name=model_name, sha256=sha256,
         sha256_bytes=", ".join(f"0x{sha256[i:i + 2]}" for i in range(0, 64, 2)),
         arrays=arrays, calls=calls, arena_bytes=plan.arena_bytes,
+        lut_scratch=any(c.table and len(c.table) > 1 for c in calls),
         input_shape=list(inp.shape), input_bytes=inp.nbytes, input_offset=plan.offsets[inp.index],
         output_shape=list(out.shape), output_bytes=out.nbytes, output_offset=plan.offsets[out.index],
     )
