@@ -108,7 +108,8 @@ typedef struct {
  * op's output for code c). */
 extern const int8_t aq_lut_codes[256];
 
-/* output[i] = table[input[i] + 128]: LOGISTIC and HARD_SWISH through a table of their outputs. */
+/* output[i] = table[input[i] + 128]: LOGISTIC, HARD_SWISH and Swish through a table of their
+ * outputs. */
 void aq_lut_s8(const aq_lut_params *p, const int8_t *table, const int8_t *input, int8_t *output);
 
 typedef struct {

@@ -22,8 +22,8 @@ extern const uint8_t aq_model_sha256[32];
 int8_t *aq_model_input(void);
 const int8_t *aq_model_output(void);
 
-/* One-time set-up before the first aq_model_invoke() (it builds the lookup tables of LOGISTIC
- * and HARD_SWISH). Weak: models without it (hand-written test models) need none. */
+/* One-time set-up before the first aq_model_invoke() (it builds the lookup tables of LOGISTIC,
+ * HARD_SWISH and Swish). Weak: models without it (hand-written test models) need none. */
 extern void aq_model_prepare(void) __attribute__((weak));
 
 /* Run one inference on what aq_model_input() holds. Returns 0 on success. */

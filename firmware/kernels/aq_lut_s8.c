@@ -1,6 +1,7 @@
 /* An elementwise int8 -> int8 function applied through a 256-entry table indexed by the input
- * code. aq_model_prepare() builds each table once, by running the op's own kernel (LOGISTIC,
- * HARD_SWISH) on every code, so the looked-up outputs are the kernel's to the bit. */
+ * code. aq_model_prepare() builds each table once, by running the op's own kernels (LOGISTIC,
+ * HARD_SWISH, or LOGISTIC then MUL for Swish) on every code, so the looked-up outputs are the
+ * kernels' to the bit. */
 #include "aq_kernels.h"
 
 const int8_t aq_lut_codes[256] = {
