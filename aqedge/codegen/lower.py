@@ -665,6 +665,15 @@ def _act_params(call: KernelCall) -> dict[str, Any] | None:
     return None
 
 
+def _readers(calls: list[KernelCall]) -> dict[int, int]:
+    """How many ops read each tensor."""
+    readers: dict[int, int] = {}
+    for call in calls:
+        for t in call.op.inputs:
+            readers[t] = readers.get(t, 0) + 1
+    return readers
+
+
 def fold_clamps(graph: Graph, calls: list[KernelCall]) -> None:
     """Fold each constant MINIMUM / MAXIMUM into the output clamp of the op producing its input.
 
@@ -673,10 +682,7 @@ def fold_clamps(graph: Graph, calls: list[KernelCall]) -> None:
     from an op without an output clamp becomes a standalone aq_clamp_s8 instead (which the
     clamps after it can fold into).
     """
-    readers: dict[int, int] = {}
-    for call in calls:
-        for t in call.op.inputs:
-            readers[t] = readers.get(t, 0) + 1
+    readers = _readers(calls)
     producer: dict[int, KernelCall] = {}
     for call in calls:
         if call.clamp is None:
@@ -719,10 +725,7 @@ def tabulate(graph: Graph, calls: list[KernelCall]) -> None:
     LOGISTIC becomes an alias. A table is the ops' own kernels run on every input code, built
     once by aq_model_prepare() (with any clamps folded in), so the result is theirs bit for bit;
     a lookup replaces a few hundred instructions per element of fixed-point exp and division."""
-    readers: dict[int, int] = {}
-    for call in calls:
-        for t in call.op.inputs:
-            readers[t] = readers.get(t, 0) + 1
+    readers = _readers(calls)
     logistic = {call.op.outputs[0]: call for call in calls if call.kernel == "aq_logistic_s8"}
     swish = [call for call in calls if call.kernel == "aq_mul_s8" and not call.params["broadcast"]]
     for call in swish + [call for call in calls if call.kernel in TABULATED]:
