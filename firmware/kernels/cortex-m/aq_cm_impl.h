@@ -210,8 +210,7 @@ typedef struct {
   int32_t sat;            /* 8: act range [-128, 127], 4: [-8, 7] (SSAT #sat clamps); else 0 */
   int32_t s4_hi;          /* INT4 sums fit 4096 * |sum| < 2^31: the x4096 lanes (aq_cm_matmul.c) */
   int32_t off2p1;         /* 2 * output_offset + 1 */
-  int32_t all_right;      /* every channel's shift is a right shift */
-  int32_t plain;          /* all_right and no K % chunk tail: the matmul's usual case */
+  int32_t plain;          /* every channel shifts right and K has no chunk tail: the usual case */
 } aq_cm_mm;
 
 AQ_CM_INLINE void aq_cm_mm_init(aq_cm_mm *mm, int32_t K, const void *filter, const int32_t *bias,
@@ -231,9 +230,8 @@ AQ_CM_INLINE void aq_cm_mm_init(aq_cm_mm *mm, int32_t K, const void *filter, con
   /* Largest |x + input_offset| times largest |w| (8) times K. */
   const int32_t xo = q->input_offset, xmax = (xo + 127 > 128 - xo) ? xo + 127 : 128 - xo;
   mm->s4_hi = s4 && (int64_t)K * 8 * xmax < ((int64_t)1 << 19);
-  mm->all_right = 1;
-  for (int32_t c = 0; c < n_ch; ++c) mm->all_right &= q->shift[c] < 0;
-  mm->plain = mm->all_right && mm->tail == 0;
+  mm->plain = mm->tail == 0;
+  for (int32_t c = 0; c < n_ch; ++c) mm->plain &= q->shift[c] < 0;
 }
 
 /* Requantise 2 * acc (the column buffer doubles activations) of one channel: needs
