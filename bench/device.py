@@ -4,9 +4,10 @@ per inference, MACs, arena, stack high-water mark, runtime code and weight bytes
     .venv/bin/python bench/device.py [--boards qemu-mps2-an386 qemu-stm32f405] [--samples 20]
                                      [--demo build/demo] [--extra model.tflite ...]
 
-Writes bench/results/device.{json,md}. JSON rows: {model, board, instructions, macs,
-arena_bytes, stack_bytes, code_bytes, weight_bytes} plus bit-exactness and the ratios to the
-peer figures (measured on QEMU mps2-an386, -icount shift=0, gcc 12.2 -O2).
+The MLPerf Tiny rows are the `.tflite` files in $AQEDGE_MLPERF_TINY (skipped, with a message,
+when it is unset). Writes bench/results/device.{json,md}. JSON rows: {model, board,
+instructions, macs, arena_bytes, stack_bytes, code_bytes, weight_bytes} plus bit-exactness and
+the ratios to the peer figures (measured on QEMU mps2-an386, -icount shift=0, gcc 12.2 -O2).
 
 - instructions: median over `--samples` random inputs, QEMU -icount shift=0 (not time); every
   output is checked against TFLite Micro (bit_exact_samples).
@@ -33,9 +34,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -51,7 +54,7 @@ from aqedge.harness.link import DeviceLink
 from aqedge.harness.session import metrics, run_session
 
 REPO = Path(__file__).resolve().parent.parent
-MLPERF = REPO.parent / "shared" / "models" / "mlperf-tiny"
+MLPERF_ENV = "AQEDGE_MLPERF_TINY"
 RESULTS = REPO / "bench" / "results"
 CROSS = "arm-none-eabi-"
 #: Issue 5: TFLM reference / TFLM + CMSIS-NN instructions, TFLM arena and code bytes.
@@ -222,6 +225,16 @@ def swish_models() -> tuple[Path, Path]:
 PAIRS = ((DEMO_W4A4, DEMO_INT8), (SWISH_W4A4, SWISH_INT8))
 
 
+def mlperf_models() -> list[Path]:
+    """The MLPerf Tiny .tflite files in $AQEDGE_MLPERF_TINY; without them, a message and none."""
+    directory = os.environ.get(MLPERF_ENV, "").strip()
+    models = sorted(Path(directory).glob("*.tflite")) if directory else []
+    if not models:
+        where = f"{MLPERF_ENV}={directory} holds no .tflite" if directory else f"{MLPERF_ENV} is not set"
+        print(f"bench/device.py: {where}: skipping the MLPerf Tiny rows", file=sys.stderr)
+    return models
+
+
 def _has_int4(path: Path) -> bool:
     graph = read_tflite(path)
     return any(t.dtype == "int4" for t in graph.tensors if t is not None)
@@ -238,7 +251,7 @@ def main() -> None:
                         help="skip the Fashion-MNIST CNN and Swish network pairs")
     parser.add_argument("--extra", nargs="*", default=[], help="more .tflite models")
     args = parser.parse_args()
-    models = sorted(MLPERF.glob("*.tflite")) + [Path(e) for e in args.extra]
+    models = mlperf_models() + [Path(e) for e in args.extra]
     if not args.no_demo:
         models += [*demo_models(args.demo), *swish_models()]
     rows = []

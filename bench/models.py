@@ -1,7 +1,9 @@
 """Real models on the runtime: bit-exactness on the host and on the emulated board, sizes and
 instructions per inference.
 
-    .venv/bin/python bench/models.py [--host-samples 200] [--device-samples 20]
+    AQEDGE_MLPERF_TINY=DIR .venv/bin/python bench/models.py [--host-samples 200] [--device-samples 20]
+
+The models are the MLPerf Tiny `.tflite` files in $AQEDGE_MLPERF_TINY (required).
 
 Writes bench/results/models.{json,md}. Latency on QEMU is an instruction count (-icount shift=0),
 not time. JSON rows: {model, board, bit_exact_samples, samples, host_bit_exact_samples,
@@ -12,6 +14,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import sys
 import tempfile
 from pathlib import Path
 
@@ -24,7 +28,7 @@ from aqedge.harness.session import metrics, run_session
 from aqedge.reference import TflmReference
 
 REPO = Path(__file__).resolve().parent.parent
-MODELS = sorted((REPO.parent / "shared" / "models" / "mlperf-tiny").glob("*.tflite"))
+MLPERF_ENV = "AQEDGE_MLPERF_TINY"
 RESULTS = REPO / "bench" / "results"
 
 
@@ -37,6 +41,16 @@ def host_bit_exact(path: Path, samples: int, seed: int, work: Path) -> int:
     return sum(int(np.array_equal(o, ref.run(xi[None]).reshape(-1))) for o, xi in zip(ours, x))
 
 
+def mlperf_models() -> list[Path]:
+    """The .tflite files in $AQEDGE_MLPERF_TINY; exits with a message when there are none."""
+    directory = os.environ.get(MLPERF_ENV, "").strip()
+    models = sorted(Path(directory).glob("*.tflite")) if directory else []
+    if not models:
+        where = f"{MLPERF_ENV}={directory} holds no .tflite" if directory else f"{MLPERF_ENV} is not set"
+        sys.exit(f"bench/models.py: {where}; set it to the MLPerf Tiny models' directory")
+    return models
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host-samples", type=int, default=200)
@@ -45,9 +59,10 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     board, _ = resolve(args.board)
+    models = mlperf_models()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for path in MODELS:
+        for path in models:
             work = Path(tmp) / path.stem
             host_ok = host_bit_exact(path, args.host_samples, args.seed, work / "host")
             build(path, board, work / "fw")

@@ -1,14 +1,110 @@
-"""Shared fixtures: a small Fashion-MNIST CNN trained and converted once per test session."""
+"""Shared fixtures: a small Fashion-MNIST CNN trained and converted once per test session, and
+the MLPerf Tiny models (ResNet-8, DS-CNN) from two sources: rebuilt here (tests/mlperf_models.py,
+always) and the real MLPerf Tiny files (when $AQEDGE_MLPERF_TINY names their directory)."""
 
 from __future__ import annotations
 
+import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from mlperf_models import KWS, RESNET8
+
 REPO = Path(__file__).resolve().parent.parent
-MLPERF_TINY = REPO.parent / "shared" / "models" / "mlperf-tiny"
+MLPERF_ENV = "AQEDGE_MLPERF_TINY"
+MLPERF_SKIP = f"MLPerf Tiny files not found (set {MLPERF_ENV}=DIR; CI sets it)"
+#: TFLite Micro's arena for the real MLPerf Tiny files (issue 5's peer figures).
+MLPERF_TFLM_ARENA = {RESNET8: 54996, KWS: 22772}
+
+
+def mlperf_tiny_dir() -> Path | None:
+    """The directory $AQEDGE_MLPERF_TINY names, None when it is unset or empty."""
+    value = os.environ.get(MLPERF_ENV, "").strip()
+    return Path(value) if value else None
+
+
+MLPERF_DIR = mlperf_tiny_dir()
+#: The marks of a test on the real files (skipped without them), and the `source` parameters of
+#: the MLPerf Tiny tests: the rebuilt models always, the real files when they are there.
+MLPERF_MARKS = [pytest.mark.mlperf_tiny, pytest.mark.skipif(MLPERF_DIR is None, reason=MLPERF_SKIP)]
+SOURCES = ["rebuilt", pytest.param("mlperf", marks=MLPERF_MARKS)]
+
+
+@dataclass(frozen=True)
+class TinyModels:
+    """The MLPerf Tiny `.tflite` files of one source, by their MLPerf file names."""
+
+    source: str  # "rebuilt" or "mlperf"
+    paths: dict[str, Path]
+
+    def __getitem__(self, name: str) -> Path:
+        return self.paths[name]
+
+    @property
+    def real(self) -> bool:
+        return self.source == "mlperf"
+
+
+def tflm_arena(tiny: TinyModels, name: str) -> int:
+    """TFLite Micro's arena for model `name`: the published figure for a real file, TFLite
+    Micro's own allocation of the file for a rebuilt one."""
+    from aqedge.convert.int4 import tflm_arena_bytes
+
+    if tiny.real:
+        return MLPERF_TFLM_ARENA[name]
+    arena = tflm_arena_bytes(tiny[name].read_bytes())
+    assert arena, f"TFLite Micro could not load {tiny[name]}"
+    return arena
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "mlperf_tiny: runs on the real MLPerf Tiny files")
+    if MLPERF_DIR is not None:
+        missing = [n for n in (RESNET8, KWS) if not (MLPERF_DIR / n).is_file()]
+        if missing:
+            raise pytest.UsageError(f"{MLPERF_ENV}={MLPERF_DIR} has no {', '.join(missing)}")
+
+
+def _mlperf_line() -> str:
+    if MLPERF_DIR is None:
+        return f"MLPerf Tiny: rebuilt models only; real-file checks skipped: {MLPERF_SKIP}"
+    return f"MLPerf Tiny: rebuilt models and the real files in {MLPERF_ENV}={MLPERF_DIR}"
+
+
+def pytest_report_header(config):
+    return _mlperf_line()
+
+
+def pytest_terminal_summary(terminalreporter):
+    counts = {}
+    for outcome in ("passed", "failed", "error", "skipped"):
+        reports = terminalreporter.stats.get(outcome, [])
+        n = sum("mlperf_tiny" in getattr(r, "keywords", {}) for r in reports)
+        if n:
+            counts[outcome] = n
+    detail = ", ".join(f"{n} {outcome}" for outcome, n in counts.items()) or "none ran"
+    terminalreporter.write_line(f"{_mlperf_line()} (real-file tests: {detail})")
+
+
+@pytest.fixture(scope="session")
+def rebuilt_tiny_models() -> dict[str, Path]:
+    """The rebuilt ResNet-8 and DS-CNN (tests/mlperf_models.py), converted once and cached
+    under build/test-models/ (gitignored): MLPerf file name -> path."""
+    import mlperf_models
+
+    return mlperf_models.build(REPO / "build" / "test-models")
+
+
+@pytest.fixture(params=SOURCES)
+def tiny(request) -> TinyModels:
+    """The MLPerf Tiny models of one source: "rebuilt" (always) or "mlperf" (the real files in
+    $AQEDGE_MLPERF_TINY, skipped without them)."""
+    if request.param == "rebuilt":
+        return TinyModels("rebuilt", request.getfixturevalue("rebuilt_tiny_models"))
+    return TinyModels("mlperf", {name: MLPERF_DIR / name for name in (RESNET8, KWS)})
 
 
 def quantize_input(x: np.ndarray, scale: float, zero_point: int) -> np.ndarray:

@@ -13,7 +13,7 @@ from aqedge.codegen.plan import plan_memory
 from aqedge.errors import AqError
 from aqedge.reference import TflmReference
 
-from conftest import MLPERF_TINY, int4_variant, quantize_input
+from conftest import KWS, RESNET8, int4_variant, quantize_input, tflm_arena
 
 
 def _reference(path, inputs):
@@ -32,28 +32,26 @@ def test_example_cnn_bit_exact_on_host(int8_model, fashion_test, tmp_path):
     assert (ours.argmax(1) == fashion_test[1][:300]).mean() > 0.6
 
 
-def test_kws_dscnn_bit_exact_on_host(tmp_path):
+def test_kws_dscnn_bit_exact_on_host(tiny, tmp_path):
     """A model nobody here wrote (MLPerf Tiny DS-CNN: depthwise, 10x4 conv, avg pool)."""
-    path = MLPERF_TINY / "kws_dscnn_int8.tflite"
+    path = tiny[KWS]
     graph, plan, runner = build_host(path, tmp_path)
     inp = graph.tensors[graph.inputs[0]]
     x = np.random.default_rng(1).integers(-128, 128, (200, *inp.shape[1:]), dtype=np.int8)
     ours = run_host(runner, x, graph.tensors[graph.outputs[0]].nbytes)
     assert np.array_equal(ours, _reference(path, x))
-    assert plan.arena_bytes <= 22772  # TFLite Micro's arena for this model
+    assert plan.arena_bytes <= tflm_arena(tiny, KWS)
 
 
-@pytest.mark.parametrize("model", ["odd", "example", "kws_dscnn_int8.tflite"])
-def test_int4_weights_bit_exact_on_host(model, odd_model, int8_model, tmp_path):
-    """Packed INT4 weights (CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED), odd counts included."""
-    source = {"odd": odd_model, "example": int8_model}.get(model, MLPERF_TINY / model)
+def _int4_bit_exact_on_host(source, tmp_path, odd=False):
+    """`source` with its weights rewritten as packed INT4, on the host against TFLite Micro."""
     path = tmp_path / "int4.tflite"
     path.write_bytes(int4_variant(source.read_bytes()))
     graph, plan, runner = build_host(path, tmp_path / "c")
     weights = [graph.tensors[op.inputs[1]] for op in graph.ops
                if op.opcode in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")]
     assert weights and all(w.dtype == "int4" for w in weights)
-    if model == "odd":
+    if odd:
         assert all(w.size % 2 for w in weights)
     model_c = (tmp_path / "c" / "model.c").read_text()
     assert "_s4(" in model_c and "aq_conv_s8(" not in model_c
@@ -61,6 +59,18 @@ def test_int4_weights_bit_exact_on_host(model, odd_model, int8_model, tmp_path):
     x = np.random.default_rng(4).integers(-128, 128, (100, *inp.shape[1:]), dtype=np.int8)
     ours = run_host(runner, x, graph.tensors[graph.outputs[0]].nbytes)
     assert np.array_equal(ours, _reference(path, x))
+
+
+@pytest.mark.parametrize("model", ["odd", "example"])
+def test_int4_weights_bit_exact_on_host(model, odd_model, int8_model, tmp_path):
+    """Packed INT4 weights (CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED), odd counts included."""
+    _int4_bit_exact_on_host({"odd": odd_model, "example": int8_model}[model], tmp_path,
+                            odd=model == "odd")
+
+
+def test_int4_weights_bit_exact_on_host_kws(tiny, tmp_path):
+    """The same on the MLPerf Tiny DS-CNN with its weights rewritten as INT4."""
+    _int4_bit_exact_on_host(tiny[KWS], tmp_path)
 
 
 def test_float_edges_bit_exact_on_host(float_interface_model, fashion_test, tmp_path):
@@ -111,19 +121,26 @@ def _check_plan(graph, calls, plan):
     assert all(by_tensor[t] for t in plan.offsets)
 
 
-@pytest.mark.parametrize("model", ["example", "ic_resnet8_int8.tflite", "kws_dscnn_int8.tflite"])
-def test_memory_plan_never_overlaps_live_tensors(model, int8_model):
-    path = int8_model if model == "example" else MLPERF_TINY / model
+def _checked_plan(path):
+    """The memory plan of `path`, checked; RESHAPE aliases its input."""
     graph = read_tflite(path)
     calls = lower(graph, "m")
     plan = plan_memory(graph, calls)
     _check_plan(graph, calls, plan)
     reshape = next(c for c in calls if c.op.opcode == "RESHAPE")
     assert plan.offsets[reshape.op.inputs[0]] == plan.offsets[reshape.op.outputs[0]]
-    if model != "example":
-        assert plan.overlaps   # the MLPerf models rely on in-place convs and ADDs
-    limit = {"ic_resnet8_int8.tflite": 0.8 * 54996, "kws_dscnn_int8.tflite": 0.8 * 22772}
-    assert plan.arena_bytes <= limit.get(model, plan.arena_bytes)
+    return plan
+
+
+def test_memory_plan_never_overlaps_live_tensors(int8_model):
+    _checked_plan(int8_model)
+
+
+@pytest.mark.parametrize("model", [RESNET8, KWS])
+def test_memory_plan_never_overlaps_live_tensors_mlperf(model, tiny):
+    plan = _checked_plan(tiny[model])
+    assert plan.overlaps   # the MLPerf models rely on in-place convs and ADDs
+    assert plan.arena_bytes <= 0.8 * tflm_arena(tiny, model)
 
 
 def _conv_events(p, depthwise, cm):
@@ -191,15 +208,15 @@ def test_window_lead_covers_both_kernel_loop_orders():
                     assert byte - lead < later_min, (p, depthwise, cm, lead)
 
 
-def test_resnet8_bit_exact_on_host(tmp_path):
+def test_resnet8_bit_exact_on_host(tiny, tmp_path):
     """MLPerf Tiny ResNet-8: residual ADDs, strided convs, average pooling."""
-    path = MLPERF_TINY / "ic_resnet8_int8.tflite"
+    path = tiny[RESNET8]
     graph, plan, runner = build_host(path, tmp_path)
     inp = graph.tensors[graph.inputs[0]]
     x = np.random.default_rng(2).integers(-128, 128, (200, *inp.shape[1:]), dtype=np.int8)
     ours = run_host(runner, x, graph.tensors[graph.outputs[0]].nbytes)
     assert np.array_equal(ours, _reference(path, x))
-    assert plan.arena_bytes <= 54996  # TFLite Micro's arena for this model
+    assert plan.arena_bytes <= tflm_arena(tiny, RESNET8)
 
 
 def test_unsupported_ops_are_listed_with_index_and_types(unsupported_model):

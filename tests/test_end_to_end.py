@@ -14,7 +14,7 @@ from aqedge.boards import resolve
 from aqedge.codegen.build import build
 from aqedge.harness.session import metrics, run_session
 
-from conftest import MLPERF_TINY
+from conftest import KWS, RESNET8
 
 
 def test_fashion_cnn_on_emulated_stm32(int8_model, tmp_path):
@@ -36,14 +36,14 @@ def test_fashion_cnn_on_emulated_stm32(int8_model, tmp_path):
         assert key in m
 
 
-@pytest.mark.parametrize("model", ["kws_dscnn_int8.tflite", "ic_resnet8_int8.tflite"])
-def test_mlperf_tiny_on_emulated_stm32_random_inputs(model, tmp_path):
+@pytest.mark.parametrize("model", [KWS, RESNET8])
+def test_mlperf_tiny_on_emulated_stm32_random_inputs(model, tiny, tmp_path):
     """Models nobody here wrote, on the device through the CLI, bit-exact on 20 seeded inputs."""
     board, _ = resolve("qemu-stm32f405")
     out = tmp_path / "fw"
     result = subprocess.run(
         [sys.executable, "-m", "aqedge.cli", "build", "--board", board.name, "--model",
-         str(MLPERF_TINY / model), "-o", str(out)], capture_output=True, text=True)
+         str(tiny[model]), "-o", str(out)], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     result = subprocess.run(
         [sys.executable, "-m", "aqedge.cli", "measure", "--board", board.name, str(out),
