@@ -9,6 +9,7 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -65,19 +66,23 @@ def boards() -> None:
                   "run on a board yet.")
 
 
-def _load_keras(path: Path):
-    if not path.is_file():
-        raise AqError(f"model file not found: {path}")
-    if path.suffix != ".keras":
-        raise AqError(f"{path}: expected a Keras model saved as .keras")
-    import keras
+def _project():
+    from . import config
 
-    from . import qat  # noqa: F401  (registers the quantized layers for deserialisation)
+    return config.find()
 
-    try:
-        return keras.models.load_model(path)
-    except Exception as exc:
-        raise AqError(f"{path} could not be loaded as a Keras model: {exc}") from None
+
+def _data(data: Optional[str], rescale: Optional[str], project, split: str, default: str | None):
+    """The data spec of `--data` / `--rescale`, else the project's `split` data, else `default`."""
+    from .datasets import DataSpec, parse_rescale
+
+    scale = parse_rescale(rescale)
+    if data:
+        return DataSpec(data, scale if rescale is not None else project.rescale if project else None)
+    if project is not None and project.data(split) is not None:
+        spec = project.data(split)
+        return DataSpec(spec.spec, scale) if rescale is not None else spec
+    return None if default is None else DataSpec(default, scale)
 
 
 def _parse_layer_bits(items: list[str]) -> dict[str, int]:
@@ -91,50 +96,87 @@ def _parse_layer_bits(items: list[str]) -> dict[str, int]:
     return out
 
 
-@app.command()
-def quantize(model: Path = typer.Argument(..., help="Float Keras model (.keras)."),
-             dataset: str = typer.Option("fashion-mnist", "--dataset", "-d", help="Training data: fashion-mnist or mnist."),
-             weight_bits: int = typer.Option(4, "--weight-bits", help="Bits of conv/dense weights."),
-             activation_bits: int = typer.Option(4, "--activation-bits", help="Bits of activations."),
-             first_last_bits: int = typer.Option(8, "--first-last-bits", help="Bits of the first and last layer's weights."),
-             shift: bool = typer.Option(True, "--shift/--no-shift", help="Learn the activation shift (adaptive) or not (LSQ)."),
-             layer_bits: list[str] = typer.Option([], "--layer-bits", metavar="LAYER=BITS", help="Bits of one named layer's weights and output (mixed precision); repeatable."),
-             epochs: int = typer.Option(2, "--epochs", help="Quantization-aware fine-tuning epochs."),
-             lr: float = typer.Option(5e-4, "--lr", help="Peak learning rate of the fine-tuning (Adam, cosine decay)."),
-             distill: float = typer.Option(0.0, "--distill", help="Distil the float model: weight (0-1) of its predictions in the training targets."),
-             limit: Optional[int] = typer.Option(None, "--limit", help="Train on the first N images only (quick runs)."),
-             seed: int = typer.Option(0, "--seed", help="Random seed."),
-             out: Path = typer.Option(Path("qat.keras"), "-o", "--out", help="Where to save the QAT model.")) -> None:
-    """Wrap a float Keras model with learned-scale-and-shift quantizers and fine-tune it (QAT)."""
-    from . import datasets
-    from .pipeline import quantize_example
+def _writable(path: Path, what: str) -> Path:
+    """Refuse an output path that cannot be written before any long work starts."""
+    if path.is_dir():
+        raise AqError(f"{what} {path} is a folder: give a file name")
+    parent = path.parent if str(path.parent) else Path(".")
+    if parent.exists() and not parent.is_dir():
+        raise AqError(f"{what} {path}: {parent} is a file, not a folder")
+    probe = parent if parent.exists() else next(p for p in parent.parents if p.exists())
+    if not os.access(probe, os.W_OK):
+        raise AqError(f"{what} {path}: {probe} is not writable")
+    return path
 
-    if not lr > 0:
-        raise AqError(f"--lr {lr}: the learning rate must be positive")
-    overrides = _parse_layer_bits(layer_bits)
-    float_model = _load_keras(model)
-    x, y = datasets.load(dataset, "train")
-    x, y = x[:limit], y[:limit]
-    qat_model = quantize_example(float_model, x, y, epochs, seed, console, _progress, lr=lr,
-                                 weight_bits=weight_bits, activation_bits=activation_bits,
-                                 first_last_bits=first_last_bits, shift=shift, distill=distill,
-                                 layer_bits=overrides)
-    qat_model.save(out)
+
+DATA_HELP = ("Data: a .npz (x, y or x_train/y_train/x_test/y_test), a folder with one subfolder "
+             "per class (images or .npy files), or fashion-mnist / mnist.")
+RESCALE_HELP = "Multiply every value read by this (e.g. 1/255 for images read as 0..255)."
+
+
+@app.command()
+def quantize(model: Optional[Path] = typer.Argument(None, help="Float Keras model (.keras); default: the project's model."),
+             data: Optional[str] = typer.Option(None, "--data", "--dataset", "-d", help=DATA_HELP + " Default: the project's train data, else fashion-mnist."),
+             rescale: Optional[str] = typer.Option(None, "--rescale", help=RESCALE_HELP),
+             weight_bits: Optional[int] = typer.Option(None, "--weight-bits", help="Bits of conv/dense weights [default: 4]."),
+             activation_bits: Optional[int] = typer.Option(None, "--activation-bits", help="Bits of activations [default: 4]."),
+             first_last_bits: Optional[int] = typer.Option(None, "--first-last-bits", help="Bits of the first and last layer's weights [default: 8]."),
+             shift: Optional[bool] = typer.Option(None, "--shift/--no-shift", help="Learn the activation shift (adaptive, the default) or not (LSQ)."),
+             layer_bits: list[str] = typer.Option([], "--layer-bits", metavar="LAYER=BITS", help="Bits of one named layer's weights and output (mixed precision); repeatable."),
+             epochs: Optional[int] = typer.Option(None, "--epochs", help="Quantization-aware fine-tuning epochs [default: 2]."),
+             lr: Optional[float] = typer.Option(None, "--lr", help="Peak learning rate of the fine-tuning (Adam, cosine decay) [default: 5e-4]."),
+             distill: Optional[float] = typer.Option(None, "--distill", help="Distil the float model: weight (0-1) of its predictions in the training targets [default: 0]."),
+             limit: Optional[int] = typer.Option(None, "--limit", help="Train on the first N samples only (quick runs)."),
+             seed: Optional[int] = typer.Option(None, "--seed", help="Random seed [default: 0]."),
+             out: Path = typer.Option(Path("qat.keras"), "-o", "--out", help="Where to save the QAT model.")) -> None:
+    """Wrap a float Keras model with learned-scale-and-shift quantizers and fine-tune it (QAT).
+
+    Inside a project the settings default to its [quantize] section; options override them.
+    """
+    from dataclasses import replace
+
+    from .config import QuantizeSettings, check_quantize
+    from .pipeline import load_keras, quantize_float, save_atomic
+
+    project = _project()
+    if limit is not None and limit < 1:
+        raise AqError(f"--limit {limit}: must be at least 1")
+    given = dict(weight_bits=weight_bits, activation_bits=activation_bits, shift=shift,
+                 first_last_bits=first_last_bits, epochs=epochs, lr=lr, distill=distill,
+                 limit=limit, seed=seed)
+    settings = replace(project.quantize if project else QuantizeSettings(),
+                       **{k: v for k, v in given.items() if v is not None})
+    if layer_bits:
+        settings.layer_bits = _parse_layer_bits(layer_bits)
+    check_quantize(settings, "--")
+    if out.suffix != ".keras":
+        raise AqError(f"-o {out}: a QAT model is saved as .keras")
+    _writable(out, "-o")
+    model = model or (project.model if project else None)
+    if model is None:
+        raise AqError("no model: give the float .keras to quantize, or run `aqedge init --model M`")
+    spec = _data(data, rescale, project, "train", "fashion-mnist")
+    qat_model = quantize_float(load_keras(model), spec, settings, console, _progress)
+    save_atomic(qat_model.save, out)
     console.print(f"wrote {out}")
 
 
 @app.command()
 def convert(model: Path = typer.Argument(..., help="A QAT model from `aqedge quantize`, or a float Keras model."),
-            dataset: str = typer.Option("fashion-mnist", "--dataset", "-d", help="Calibration data."),
+            data: Optional[str] = typer.Option(None, "--data", "--dataset", "-d", help="Calibration data. " + DATA_HELP + " Default: the project's train data, else fashion-mnist."),
+            rescale: Optional[str] = typer.Option(None, "--rescale", help=RESCALE_HELP),
             out: Path = typer.Option(Path("model.tflite"), "-o", "--out", help="Where to write the .tflite.")) -> None:
     """Convert a Keras model to a full-integer .tflite (INT4 weights for a 4-bit QAT model)."""
-    from . import datasets
     from .convert import convert_keras
+    from .pipeline import load_keras, read_data, save_atomic
 
-    keras_model = _load_keras(model)
-    x, _ = datasets.load(dataset, "train")
+    _writable(out, "-o")
+    keras_model = load_keras(model)
+    spec = _data(data, rescale, _project(), "train", "fashion-mnist")
+    x = read_data(spec, "train", keras_model, need_labels=False).x
     with console.status(f"converting {model}"):
-        out.write_bytes(convert_keras(keras_model, x))
+        tflite = convert_keras(keras_model, x)
+    save_atomic(lambda tmp: tmp.write_bytes(tflite), out)
     console.print(f"wrote {out} ({out.stat().st_size:,} bytes)")
 
 
@@ -146,45 +188,119 @@ def inspect(model: Path = typer.Argument(..., help="A .tflite model.")) -> None:
     console.print(inspect_table(inspect_model(model)))
 
 
-@app.command()
-def build(board: str = typer.Option(..., "--board", "-b", help="Board name or family (e.g. stm32)."),
-          model: Path = typer.Option(..., "--model", "-m", help="A full-integer .tflite model."),
-          out: Optional[Path] = typer.Option(None, "-o", "--out", help="Build directory (default build/<board>, build/<board>-tflm for --runtime tflm)."),
-          runtime: str = typer.Option("aqedge", "--runtime", help="aqedge (default: generated C, compiled here) or tflm (a TFLite Micro project to build in your TFLM tree; not compiled here).")) -> None:
-    """Generate C for a .tflite model and cross-compile a firmware image for a board."""
-    from .codegen.build import build as build_firmware, default_build_dir
+def _board_of(board: Optional[str], project) -> str:
+    name = board or (project.board if project else None)
+    if not name:
+        where = f"set [build] board in {project.path}" if project else "or run `aqedge init --board B`"
+        raise AqError(f"no board: give --board B (`aqedge boards` lists them), {where}")
+    return name
 
-    b = _board(board)
+
+def _default_dir(b, project, runtime: str = "aqedge") -> Path:
+    from .codegen.build import default_build_dir
+
+    base = project.build_dir / b.name if project else default_build_dir(b)
+    return Path(f"{base}-tflm") if runtime == "tflm" else base
+
+
+@app.command()
+def build(board: Optional[str] = typer.Option(None, "--board", "-b", help="Board name or family (e.g. stm32); default: the project's board."),
+          model: Optional[Path] = typer.Option(None, "--model", "-m", help="A full-integer .tflite, or a .keras (a float one is quantized on --data first); default: the project's model."),
+          data: Optional[str] = typer.Option(None, "--data", "-d", help="Training and calibration data for a .keras model. " + DATA_HELP + " Default: the project's."),
+          rescale: Optional[str] = typer.Option(None, "--rescale", help=RESCALE_HELP),
+          out: Optional[Path] = typer.Option(None, "-o", "--out", help="Build directory (default build/<board>, build/<board>-tflm for --runtime tflm); qat.keras and model.tflite of a .keras model go next to it."),
+          runtime: Optional[str] = typer.Option(None, "--runtime", help="aqedge (default: generated C, compiled here) or tflm (a TFLite Micro project to build in your TFLM tree; not compiled here).")) -> None:
+    """Generate C for a model and cross-compile a firmware image for a board.
+
+    Inside a project (aqedge.toml here or above) `aqedge build --board B` needs nothing else: a
+    .keras model runs through quantize and convert first, each stage redone only when its input
+    or settings changed.
+    """
+    from .codegen.build import build as build_firmware
+    from .config import QuantizeSettings
+    from .pipeline import prepare_tflite
+
+    project = _project()
+    b = _board(_board_of(board, project))
+    runtime = runtime or (project.runtime if project else "aqedge")
+    if runtime not in ("aqedge", "tflm"):
+        raise AqError(f"unknown runtime '{runtime}': use aqedge or tflm")
+    model = model or (project.model if project else None)
+    if model is None:
+        raise AqError("no model to build: give --model M.tflite (or a .keras), or run "
+                      "`aqedge init --model M` to make a project here")
+    if model.suffix not in (".tflite", ".keras"):
+        raise AqError(f"{model}: expected a .tflite model (or a .keras one, which aqedge "
+                      "quantizes and converts first)")
+    out_dir = out or _default_dir(b, project, runtime)
+    train = _data(data, rescale, project, "train", None)
+    settings = project.quantize if project else QuantizeSettings()
+    tflite = prepare_tflite(model, out_dir.parent, train, settings, console, _progress)
     if runtime == "tflm":
         from .codegen.tflm import export_tflm
 
-        out_dir = out or Path(f"{default_build_dir(b)}-tflm")
-        with console.status(f"exporting {model} as a TFLite Micro project for {b.name}"):
-            export = export_tflm(model, b, out_dir)
+        with console.status(f"exporting {tflite} as a TFLite Micro project for {b.name}"):
+            export = export_tflm(tflite, b, out_dir)
         console.print(f"[green]wrote[/green] TFLite Micro project {out_dir}: {len(export.ops)} op types "
                       f"({', '.join(export.ops)}), arena {export.arena_bytes:,} B. Not compiled here "
                       f"(needs TFLM's sources): see {out_dir / 'README.md'}")
         return
-    if runtime != "aqedge":
-        raise AqError(f"unknown runtime '{runtime}': use aqedge or tflm")
-    out_dir = out or default_build_dir(b)
-    with console.status(f"building {model} for {b.name}"):
-        info = build_firmware(model, b, out_dir)
+    with console.status(f"building {tflite} for {b.name}"):
+        info = build_firmware(tflite, b, out_dir)
     console.print(f"[green]built[/green] {out_dir / info.elf}: {info.ops} ops, arena {info.arena_bytes:,} B, "
                   f"flash {info.flash_bytes:,} / {b.flash_bytes:,} B, RAM {info.ram_bytes:,} / {b.ram_bytes:,} B")
 
 
 @app.command()
-def flash(board: str = typer.Option(..., "--board", "-b", help="Board name or family."),
+def init(directory: Path = typer.Argument(Path("."), help="The project folder (created if missing)."),
+         model: Path = typer.Option(..., "--model", "-m", help="Your model: a float or QAT .keras, or a full-integer .tflite."),
+         data: Optional[str] = typer.Option(None, "--data", "-d", help="Training data (test data too unless --test-data). " + DATA_HELP),
+         test_data: Optional[str] = typer.Option(None, "--test-data", help="Test data for `aqedge measure`, if not --data."),
+         rescale: Optional[str] = typer.Option(None, "--rescale", help=RESCALE_HELP),
+         board: Optional[str] = typer.Option(None, "--board", "-b", help="The default board of `build`, `flash` and `measure`."),
+         force: bool = typer.Option(False, "--force", help="Overwrite an existing aqedge.toml.")) -> None:
+    """Make an aqedge project: write aqedge.toml (model, data, board, quantization settings)."""
+    from . import config
+    from .datasets import DataSpec, parse_rescale
+
+    path = directory / config.FILENAME
+    if path.exists() and not force:
+        raise AqError(f"{path} exists: edit it, or give --force to write a new one")
+    if directory.exists() and not directory.is_dir():
+        raise AqError(f"{directory} is a file, not a folder")
+    if not model.is_file() or model.suffix not in config.MODEL_SUFFIXES:
+        raise AqError(f"--model {model}: expected an existing .keras or .tflite file")
+    parse_rescale(rescale)
+    if board:
+        _board(board)
+    specs = {}
+    for key, spec in (("train", data), ("test", test_data)):
+        if spec:
+            DataSpec(spec).kind  # noqa: B018  (raises on a missing or unusable spec)
+            specs[key] = spec if spec in ("fashion-mnist", "mnist") else config.relative(Path(spec), directory)
+    text = config.render(config.relative(model, directory), specs.get("train"), specs.get("test"),
+                         rescale, board)
+    directory.mkdir(parents=True, exist_ok=True)
+    from .pipeline import save_atomic
+
+    save_atomic(lambda tmp: tmp.write_text(text), path)
+    console.print(f"wrote {path}")
+    console.print(f"next: aqedge build{'' if board else ' --board B'}, then aqedge measure"
+                  f"{'' if board else ' --board B'}")
+
+
+@app.command()
+def flash(board: Optional[str] = typer.Option(None, "--board", "-b", help="Board name or family; default: the project's board."),
           build_dir: Optional[Path] = typer.Argument(None, help="Build directory (default build/<board>)."),
           tool: Optional[str] = typer.Option(None, "--tool", "-t", help="openocd, st-flash, pyocd or qemu (default: the board file's method)."),
           probe: Optional[str] = typer.Option(None, "--probe", help="Serial number of the debug probe, when several are connected.")) -> None:
     """Flash a built firmware to the board (openocd / st-flash / pyocd); an emulated board boots in QEMU until Ctrl-C."""
-    from .codegen.build import BuildInfo, default_build_dir
+    from .codegen.build import BuildInfo
     from .flash import boot_emulated, program
 
-    b = _board(board)
-    d = build_dir or default_build_dir(b)
+    project = _project()
+    b = _board(_board_of(board, project))
+    d = build_dir or _default_dir(b, project)
     info = BuildInfo.load(d)
     if info.board != b.name:
         raise AqError(f"{d} was built for {info.board}, not {b.name}")
@@ -205,25 +321,44 @@ def flash(board: str = typer.Option(..., "--board", "-b", help="Board name or fa
             console.print("stopped")
 
 
+def _samples_for(b, build_dir: Path, source, count: Optional[int], seed: int):
+    """The samples a device is sent, loaded and checked against its build before it boots."""
+    from .codegen.build import BuildInfo
+    from .harness.samples import load_samples
+
+    info = BuildInfo.load(build_dir)
+    if info.board != b.name:
+        raise AqError(f"{build_dir} was built for {info.board}, not {b.name}")
+    return load_samples(info, source, count, seed)
+
+
 @app.command()
-def measure(board: list[str] = typer.Option(..., "--board", "-b", help="Board name or family; repeat it (with --port) to measure several devices at once."),
+def measure(board: Optional[list[str]] = typer.Option(None, "--board", "-b", help="Board name or family; repeat it (with --port) to measure several devices at once. Default: the project's board."),
             build_dir: Optional[list[Path]] = typer.Argument(None, help="Build directory (default build/<board>); one for all boards, or one per --board."),
             port: Optional[list[str]] = typer.Option(None, "--port", "-p", help="pyserial URL or device (/dev/ttyACM0, socket://host:port, rfc2217://...), one per --board; 'qemu' or none: boot the emulated board."),
-            dataset: str = typer.Option("fashion-mnist", "--dataset", "-d", help="fashion-mnist, mnist or random."),
-            samples: int = typer.Option(100, "--samples", "-n", help="How many samples to measure."),
-            seed: int = typer.Option(0, "--seed", help="Seed of --dataset random."),
-            output: Path = typer.Option(Path("metrics.json"), "-o", "--output", help="Where to write metrics.json; results stream to <output>.jsonl, report.md and PNG plots go next to it. With several devices: <stem>.<device>.json each, plus a comparison report."),
+            data: Optional[str] = typer.Option(None, "--data", "--dataset", "-d", help="Test data: " + DATA_HELP + " Or random (seeded noise). Default: the project's test data, else fashion-mnist."),
+            rescale: Optional[str] = typer.Option(None, "--rescale", help=RESCALE_HELP),
+            samples: Optional[int] = typer.Option(None, "--samples", "-n", help="How many samples to measure (default: all of your own test data; 100 of a built-in dataset or of random)."),
+            seed: int = typer.Option(0, "--seed", help="Seed of --data random."),
+            output: Optional[Path] = typer.Option(None, "-o", "--output", help="Where to write metrics.json (default: metrics.json here, or in the project's build folder); results stream to <output>.jsonl, report.md and PNG plots go next to it. With several devices: <stem>.<device>.json each, plus a comparison report."),
             resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run from its .jsonl results log (same options)."),
             profile: bool = typer.Option(False, "--profile", help="Also time every op on the device (per-layer profile)."),
             profile_samples: int = typer.Option(10, "--profile-samples", help="How many samples --profile times op by op."),
             plots: bool = typer.Option(True, "--plots/--no-plots", help="Write report.md with PNG plots."),
             timeout: float = typer.Option(20.0, "--timeout", help="Seconds to wait for the device's READY.")) -> None:
     """Measure accuracy, bit-exactness and latency of a flashed model over its serial port(s)."""
-    from .codegen.build import default_build_dir
-    from .harness.report import metrics_table, plot_comparison, save_metrics, write_device_outputs, write_report
+    from .harness.report import (confusion_table, metrics_table, plot_comparison, save_metrics,
+                                 write_device_outputs, write_report)
     from .harness.session import DEVICE_LOST, INTERRUPTED, Session, Target, measure_many, metrics
 
-    boards = [_board(name) for name in board]
+    project = _project()
+    if not timeout > 0 or timeout != timeout or timeout == float("inf"):
+        raise AqError(f"--timeout {timeout}: give a positive number of seconds")
+    if samples is not None and samples < 1:
+        raise AqError(f"--samples {samples}: must be at least 1")
+    boards = [_board(name) for name in (board or [_board_of(None, project)])]
+    source = _data(data, rescale, project, "test", "fashion-mnist")
+    output = output or (project.build_dir / "metrics.json" if project else Path("metrics.json"))
     ports = list(port or [])
     if ports and len(ports) != len(boards):
         raise AqError(f"{len(boards)} --board but {len(ports)} --port: give one --port per --board "
@@ -232,7 +367,7 @@ def measure(board: list[str] = typer.Option(..., "--board", "-b", help="Board na
     dirs = list(build_dir or [])
     if len(dirs) not in (0, 1, len(boards)):
         raise AqError(f"{len(boards)} --board but {len(dirs)} build directories: give none, one, or one per --board")
-    dirs = [dirs[0] if len(dirs) == 1 else dirs[k] if dirs else default_build_dir(b) for k, b in enumerate(boards)]
+    dirs = [dirs[0] if len(dirs) == 1 else dirs[k] if dirs else _default_dir(b, project) for k, b in enumerate(boards)]
     labels: list[str] = []
     for b in boards:
         n = sum(1 for other in labels if other == b.name or other.startswith(b.name + "-"))
@@ -244,12 +379,13 @@ def measure(board: list[str] = typer.Option(..., "--board", "-b", help="Board na
     for b, d, pt, label in zip(boards, dirs, ports_or_none, labels):
         mpath = output.with_name(f"{stem}.{label}.json") if several else output
         metric_paths.append(mpath)
-        targets.append(Target(b, d, pt, label, mpath.with_suffix(".jsonl")))
+        targets.append(Target(b, d, pt, label, mpath.with_suffix(".jsonl"),
+                              _samples_for(b, d, source, samples, seed)))
 
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("{task.fields[rate]}"), TextColumn("ETA"), TimeRemainingColumn()]
     with Progress(*columns, console=console, transient=False) as bar:
-        tasks = [bar.add_task(f"measuring on {t.label}", total=samples, rate="") for t in targets]
+        tasks = [bar.add_task(f"measuring on {t.label}", total=samples or None, rate="") for t in targets]
         started: dict[int, tuple[float, int]] = {}
 
         def on_progress(k: int, done: int, total: int) -> None:
@@ -257,12 +393,12 @@ def measure(board: list[str] = typer.Option(..., "--board", "-b", help="Board na
 
             now = _time.monotonic()
             if k not in started:  # the first call: where a resumed run starts (not speed for the ETA)
-                bar.reset(tasks[k], completed=done)
+                bar.reset(tasks[k], completed=done, total=total)
             t0, d0 = started.setdefault(k, (now, done))
             rate = f"{(done - d0) / (now - t0):.1f}/s" if now > t0 and done > d0 else ""
             bar.update(tasks[k], completed=done, rate=rate)
 
-        outcomes = measure_many(targets, dataset, samples, seed, resume=resume, profile=profile,
+        outcomes = measure_many(targets, source, samples, seed, resume=resume, profile=profile,
                                 profile_samples=profile_samples, ready_timeout=timeout, progress=on_progress)
     entries = []
     errors: list[str] = []
@@ -280,6 +416,8 @@ def measure(board: list[str] = typer.Option(..., "--board", "-b", help="Board na
         save_metrics(m, mpath)
         statuses.append(m["status"])
         console.print(metrics_table(m))
+        if m.get("confusion_matrix"):
+            console.print(confusion_table(m))
         console.print(f"wrote {mpath} (results log {t.results_path})")
         if outcome.error:
             errors.append(f"{t.label}: {outcome.error}" if several else outcome.error)
@@ -296,7 +434,7 @@ def measure(board: list[str] = typer.Option(..., "--board", "-b", help="Board na
         write_report(entries, report_path, comparison)
         console.print(f"wrote {report_path}")
     for e in errors:
-        err_console.print(f"[bold red]error:[/bold red] {e}", highlight=False, soft_wrap=True)
+        err_console.print(f"[bold red]error:[/bold red] {escape(e)}", highlight=False, soft_wrap=True)
     if INTERRUPTED in statuses:
         err_console.print("interrupted: the metrics written are partial; continue with --resume")
         raise typer.Exit(130)
@@ -323,7 +461,8 @@ def main() -> None:
     try:
         app()
     except AqError as exc:
-        err_console.print(f"[bold red]error:[/bold red] {exc}", highlight=False, soft_wrap=True)
+        err_console.print(f"[bold red]error:[/bold red] {escape(str(exc))}", highlight=False,
+                          soft_wrap=True)
         sys.exit(2)
     except KeyboardInterrupt:
         err_console.print("interrupted")

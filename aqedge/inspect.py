@@ -1,5 +1,6 @@
 """`aqedge inspect`: what a .tflite holds and what it costs on a board — ops, tensor types and
-bit widths, (packed) weight bytes, the aqedge arena and TFLite Micro's."""
+bit widths, (packed) weight bytes, the aqedge arena and TFLite Micro's, and the preprocessing
+folded into the int8 input quantization, if any."""
 
 from __future__ import annotations
 
@@ -31,6 +32,14 @@ def inspect_model(path: Path) -> dict:
         info["aqedge_arena_bytes"] = None
         info["unsupported"] = str(exc)
     info["tflm_arena_bytes"] = tflm_arena_bytes(data)
+    info["input_transform"] = None
+    if graph.input_transform is not None:
+        inp = graph.tensors[graph.inputs[0]]
+        scale, zp = (None, None) if inp.scale is None else (inp.single_scale(),
+                                                            inp.single_zero_point())
+        info["input_transform"] = dict(scale=graph.input_transform.scale.tolist(),
+                                       offset=graph.input_transform.offset.tolist(),
+                                       text=graph.input_transform.describe(scale, zp))
     return info
 
 
@@ -60,6 +69,8 @@ def inspect_table(info: dict) -> Group:
     summary.add_row("aqedge arena bytes", "—" if info["aqedge_arena_bytes"] is None else f"{info['aqedge_arena_bytes']:,}")
     summary.add_row("TFLite Micro arena bytes", "—" if info["tflm_arena_bytes"] is None else f"{info['tflm_arena_bytes']:,}")
     parts = [ops, summary]
+    if info.get("input_transform"):
+        parts.append(f"input: {info['input_transform']['text']}")
     if info["unsupported"]:
         parts.append(f"[yellow]the aqedge runtime cannot run this model:[/yellow] {info['unsupported']}")
     return Group(*parts)

@@ -11,6 +11,9 @@ it); build and measure always run.
 
 from __future__ import annotations
 
+import json
+import os
+from dataclasses import asdict
 from pathlib import Path
 from typing import Callable
 
@@ -19,6 +22,9 @@ from rich.progress import Progress
 
 from . import datasets, example
 from .boards import Board
+from .config import QuantizeSettings
+from .datasets import Dataset, DataSpec, fit_to_model
+from .errors import AqError
 from .codegen.build import build
 from .convert import convert_keras
 from .harness.report import metrics_table, save_metrics, write_device_outputs, write_report
@@ -109,3 +115,147 @@ def run_example(board: Board, out: Path, epochs: int, qat_epochs: int, samples: 
     console.print(metrics_table(m))
     console.print(f"wrote {out / 'metrics.json'}, {out / 'report.md'} and its plots")
     return m
+
+
+# ---- a user's project: model.keras -> build/qat.keras -> build/model.tflite --------------------
+
+STAMPS = "stages.json"
+
+
+def load_keras(path: Path):
+    """A .keras model (aqedge's quantized layers registered), or one line saying why not."""
+    path = Path(path)
+    if not path.is_file():
+        raise AqError(f"model file not found: {path}")
+    if path.suffix != ".keras":
+        raise AqError(f"{path}: expected a Keras model saved as .keras")
+    import keras
+
+    from . import qat  # noqa: F401  (registers the quantized layers for deserialisation)
+
+    try:
+        return keras.models.load_model(path)
+    except Exception as exc:
+        raise AqError(f"{path} could not be loaded as a Keras model: {exc}") from None
+
+
+def is_qat(model) -> bool:
+    from .qat.layers import iter_quantizers
+
+    return any(True for _ in iter_quantizers(model))
+
+
+def model_signature(model) -> tuple[tuple[int, ...], int | None]:
+    """(input shape without batch, number of outputs) of a single-input Keras model."""
+    if len(model.inputs) != 1 or len(model.outputs) != 1:
+        raise AqError(f"model {model.name}: aqedge builds models with one input and one output "
+                      f"(it has {len(model.inputs)} and {len(model.outputs)})")
+    shape = tuple(int(d) for d in model.inputs[0].shape[1:] if d is not None)
+    if len(shape) != len(model.inputs[0].shape) - 1:
+        raise AqError(f"model {model.name}: its input shape {list(model.inputs[0].shape)} has a "
+                      "free dimension besides the batch: give every sample dimension a size")
+    out = model.outputs[0].shape[-1]
+    return shape, None if out is None else int(out)
+
+
+def read_data(spec: DataSpec, split: str, model, need_labels: bool) -> Dataset:
+    """`spec`'s `split`, checked against `model`'s input shape and output count."""
+    shape, classes = model_signature(model)
+    return fit_to_model(spec.read(split, shape), shape, classes, need_labels=need_labels)
+
+
+def save_atomic(write: Callable[[Path], None], path: Path) -> None:
+    """`write(tmp)` then rename tmp over `path`: `path` is the old file or the new, never half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _stamp(source: Path, settings: dict) -> dict:
+    st = source.stat()
+    return {"source": str(source.resolve()), "mtime_ns": st.st_mtime_ns, "size": st.st_size,
+            **settings}
+
+
+def _is_current(out: Path, stamp: dict) -> bool:
+    stamps = out.parent / STAMPS
+    try:
+        known = json.loads(stamps.read_text()).get(out.name)
+    except (OSError, ValueError):
+        return False
+    return out.is_file() and known == stamp
+
+
+def _record(out: Path, stamp: dict) -> None:
+    stamps = out.parent / STAMPS
+    try:
+        known = json.loads(stamps.read_text())
+    except (OSError, ValueError):
+        known = {}
+    known[out.name] = stamp
+    save_atomic(lambda tmp: tmp.write_text(json.dumps(known, indent=2) + "\n"), stamps)
+
+
+def prepare_tflite(model_path: Path, out_dir: Path, train: DataSpec | None, q: QuantizeSettings,
+                   console: Console, make_progress: Callable[[], Progress]) -> Path:
+    """The .tflite to build from `model_path`: itself, or out_dir/model.tflite made by quantize
+    (a float .keras, on `train`) and convert, each redone only when its input or settings
+    changed since it was made (out_dir/stages.json)."""
+    model_path = Path(model_path)
+    if model_path.suffix == ".tflite":
+        if not model_path.is_file():
+            raise AqError(f"model file not found: {model_path}")
+        return model_path
+    model = load_keras(model_path)
+    qat_path = model_path
+    if not is_qat(model):
+        qat_path = out_dir / "qat.keras"
+        model = _quantize_stage(model, model_path, qat_path, train, q, console, make_progress)
+    tflite_path = out_dir / "model.tflite"
+    stamp = _stamp(qat_path, {"calibration": None if train is None else str(train)})
+    if _is_current(tflite_path, stamp):
+        console.print(f"[dim]convert: {tflite_path} is up to date[/dim]")
+        return tflite_path
+    model = model if model is not None else load_keras(qat_path)
+    rep = None if train is None else read_data(train, "train", model, need_labels=False).x[:512]
+    with console.status(f"convert: {qat_path} → INT4 weights, int8 activations"):
+        data = convert_keras(model, rep)
+    save_atomic(lambda tmp: tmp.write_bytes(data), tflite_path)
+    _record(tflite_path, stamp)
+    console.print(f"convert: wrote {tflite_path} ({len(data):,} bytes)")
+    return tflite_path
+
+
+def quantize_float(model, train: DataSpec, q: QuantizeSettings, console: Console,
+                   make_progress: Callable[[], Progress]):
+    """`model` quantized with settings `q` and fine-tuned on `train` (checked against it first)."""
+    data = read_data(train, "train", model, need_labels=True)
+    x, y = (data.x[:q.limit], data.y[:q.limit]) if q.limit else (data.x, data.y)
+    console.print(f"quantize: {model.name} on {len(x):,} samples of {train}")
+    return quantize_example(model, x, y, q.epochs, q.seed, console, make_progress, lr=q.lr,
+                            weight_bits=q.weight_bits, activation_bits=q.activation_bits,
+                            first_last_bits=q.first_last_bits, shift=q.shift,
+                            distill=q.distill, layer_bits=dict(q.layer_bits))
+
+
+def _quantize_stage(model, model_path: Path, qat_path: Path, train: DataSpec | None,
+                    q: QuantizeSettings, console: Console, make_progress):
+    """build/qat.keras from a float model (None when the cached one is current)."""
+    stamp = _stamp(model_path, {"data": None if train is None else str(train),
+                                          **asdict(q)})
+    if _is_current(qat_path, stamp):
+        console.print(f"[dim]quantize: {qat_path} is up to date[/dim]")
+        return None
+    if train is None:
+        raise AqError(f"{model_path} is a float Keras model: quantization-aware training needs "
+                      "data: give --data D (a .npz, a folder with one subfolder per class, or "
+                      "fashion-mnist/mnist) or set [data] train in aqedge.toml")
+    qat_model = quantize_float(model, train, q, console, make_progress)
+    save_atomic(qat_model.save, qat_path)
+    _record(qat_path, stamp)
+    console.print(f"quantize: wrote {qat_path}")
+    return qat_model

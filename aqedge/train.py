@@ -90,4 +90,7 @@ def with_batch_size(model, batch_size: int | None = 1):
     structured = isinstance(model.input, (list, tuple))
     clone = keras.models.clone_model(model, input_tensors=[inp] if structured else inp)
     clone.set_weights(model.get_weights())
+    for layer in clone.layers:   # an adapted Normalization caches its mean from its weights
+        if hasattr(layer, "finalize_state"):
+            layer.finalize_state()
     return clone

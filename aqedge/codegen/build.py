@@ -12,6 +12,7 @@ import numpy as np
 
 from ..boards import Board, fit_hint
 from ..errors import AqError
+from ..preprocess import Affine
 from .graph import Graph, Tensor, read_tflite
 from .lower import lower
 from .plan import plan_memory
@@ -24,16 +25,24 @@ MODEL_COPY = "model.tflite"
 
 @dataclass
 class TensorInfo:
+    """A model edge. `transform_scale` / `transform_offset` (input only, None when absent): the
+    folded preprocessing T(x) = x·scale + offset (per tensor or per channel) to apply to raw
+    values before quantizing them with `scale` / `zero_point` (`aqedge.preprocess`)."""
+
     shape: list[int]
     scale: float | None        # None for a float32 model edge
     zero_point: int | None
     dtype: str = "int8"
+    transform_scale: list[float] | None = None
+    transform_offset: list[float] | None = None
 
     @classmethod
-    def of(cls, t: Tensor) -> "TensorInfo":
+    def of(cls, t: Tensor, transform: Affine | None = None) -> "TensorInfo":
+        extra = {} if transform is None else dict(transform_scale=transform.scale.tolist(),
+                                                  transform_offset=transform.offset.tolist())
         if t.scale is None:
-            return cls(list(t.shape), None, None, t.dtype)
-        return cls(list(t.shape), t.single_scale(), t.single_zero_point(), t.dtype)
+            return cls(list(t.shape), None, None, t.dtype, **extra)
+        return cls(list(t.shape), t.single_scale(), t.single_zero_point(), t.dtype, **extra)
 
     @property
     def numpy_dtype(self) -> type:
@@ -108,7 +117,7 @@ def build(model_path: Path, board: Board, out_dir: Path) -> BuildInfo:
     info = BuildInfo(board=board.name, model=model_path.name, model_sha256=sha256,
                      ops=len(graph.ops), arena_bytes=plan.arena_bytes,
                      flash_bytes=image.flash_bytes, ram_bytes=image.ram_bytes,
-                     input=TensorInfo.of(inp), output=TensorInfo.of(out),
+                     input=TensorInfo.of(inp, graph.input_transform), output=TensorInfo.of(out),
                      elf=str(image.elf.relative_to(out_dir)))
     info.save(out_dir)
     return info

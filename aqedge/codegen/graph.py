@@ -11,6 +11,7 @@ from ai_edge_litert import schema_py_generated as schema
 
 from ..errors import AqError
 from ..int4 import unpack_int4
+from ..preprocess import Affine, read_metadata
 
 OPCODE_NAMES = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
 TYPE_NAMES = {v: k.lower() for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
@@ -69,10 +70,14 @@ class Op:
 
 @dataclass
 class Graph:
+    """`input_transform`: the preprocessing T folded into the int8 input (the input holds the
+    quantization of T(raw)), from the `aqedge.input_transform` metadata; None when absent."""
+
     tensors: list[Tensor]
     ops: list[Op]
     inputs: list[int]
     outputs: list[int]
+    input_transform: Affine | None = None
 
     def tensor(self, index: int) -> Tensor | None:
         return self.tensors[index] if index >= 0 else None
@@ -143,4 +148,5 @@ def read_tflite(source: Path | bytes) -> Graph:
                       [int(x) for x in (op.inputs if op.inputs is not None else [])],
                       [int(x) for x in (op.outputs if op.outputs is not None else [])],
                       _options(op)))
-    return Graph(tensors, ops, [int(x) for x in sub.inputs], [int(x) for x in sub.outputs])
+    return Graph(tensors, ops, [int(x) for x in sub.inputs], [int(x) for x in sub.outputs],
+                 read_metadata(model, label))

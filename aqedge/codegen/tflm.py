@@ -201,6 +201,7 @@ def export_tflm(model_path: Path, board: Board, out_dir: Path) -> TflmExport:
     if model_path.resolve() != (out_dir / MODEL_COPY).resolve():
         shutil.copyfile(model_path, out_dir / MODEL_COPY)
     BuildInfo(board=board.name, model=model_path.name, model_sha256=sha256, ops=len(graph.ops),
-              arena_bytes=arena, flash_bytes=0, ram_bytes=0, input=TensorInfo.of(inp),
+              arena_bytes=arena, flash_bytes=0, ram_bytes=0,
+              input=TensorInfo.of(inp, graph.input_transform),
               output=TensorInfo.of(out)).save(out_dir)
     return TflmExport(out_dir, [op.name for op in ops], arena, sha256)

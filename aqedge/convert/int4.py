@@ -8,6 +8,11 @@ tensor may remain, and every 4-bit weight must have come out as INT4.
 
 INT4 layout (ARCHITECTURE.md, contract): two values per byte, element 2i in the low nibble, 2i+1
 in the high nibble, two's complement; an odd count ends in a low nibble (`pack_int4`).
+
+A QAT model made from a float model with leading Rescaling / Normalization layers starts with an
+`InputTransform` T: the export graph leaves it out (the int8 input is the quantization of T(x)),
+the representative data is mapped through T, and T is stored as `.tflite` metadata
+(`aqedge.preprocess`).
 """
 
 from __future__ import annotations
@@ -34,8 +39,9 @@ from ..int4 import pack_int4, unpack_int4  # noqa: E402
 
 # -- conversion -------------------------------------------------------------------------------
 def _export_copy(qat_model):
-    """A batch-1 copy of `qat_model` whose quantizers use the export graph."""
-    from ..qat.layers import iter_quantizers
+    """A batch-1 copy of `qat_model` whose quantizers use the export graph (and whose
+    `InputTransform`, if any, is the identity)."""
+    from ..qat.layers import InputTransform, iter_quantizers
     from ..train import with_batch_size
 
     if len(qat_model.inputs) != 1:
@@ -46,9 +52,18 @@ def _export_copy(qat_model):
     if not quantizers:
         raise AqError(f"model '{qat_model.name}' has no quantizers: run aqedge.qat.quantize_model "
                       "(aqedge quantize) first, or use convert_int8 for a float model")
-    for q in quantizers:
+    for q in quantizers + [ly for ly in model.layers if isinstance(ly, InputTransform)]:
         q.set_export(True)
     return model
+
+
+def input_transform(qat_model):
+    """The `aqedge.preprocess.Affine` of `qat_model`'s `InputTransform` layer, or None."""
+    from ..preprocess import Affine
+    from ..qat.layers import InputTransform
+
+    layers = [ly for ly in qat_model.layers if isinstance(ly, InputTransform)]
+    return Affine.of(layers[0].scale, layers[0].offset) if layers else None
 
 
 def _input_range(qat_model):
@@ -69,14 +84,20 @@ def convert_qat(qat_model, representative: np.ndarray | None = None, samples: in
     learned quantizers; `representative` (float inputs) only feeds the converter's calibration
     step, which the fake-quant ranges override (random inputs in the learned input range are
     used if omitted). Raises `AqError` if a float tensor is left or a 4-bit weight is not INT4.
+    `representative` is raw data for a model with an `InputTransform` T (folded preprocessing):
+    it is mapped through T, and T is written into the result's metadata.
     """
+    from ..preprocess import write_metadata
     from .ptq import full_integer_converter
 
     model = _export_copy(qat_model)
+    transform = input_transform(qat_model)
     shape = tuple(model.inputs[0].shape[1:])
-    if representative is None:
+    if representative is None:   # in the quantizer's range: already T(x)
         lo, hi = _input_range(qat_model)
         representative = np.random.default_rng(0).uniform(lo, hi, (samples, *shape))
+    elif transform is not None:
+        representative = transform.apply(np.asarray(representative[:samples]))
 
     converter = full_integer_converter(model, representative, samples)
     # TFLite Micro refuses per-channel INT4 FULLY_CONNECTED (NOTES.md)
@@ -86,7 +107,7 @@ def convert_qat(qat_model, representative: np.ndarray | None = None, samples: in
     except Exception as e:   # the converter's own message names the op
         raise AqError(f"TFLite conversion of '{qat_model.name}' failed: {e}") from e
     _check(buf, qat_model)
-    return bytes(buf)
+    return bytes(buf) if transform is None else write_metadata(buf, transform)
 
 
 def _check(buf: bytes, qat_model) -> None:

@@ -26,6 +26,15 @@ def full_integer_converter(model, representative: np.ndarray, samples: int):
 def convert_int8(model, representative: np.ndarray, samples: int = 200) -> bytes:
     """Convert a float Keras model to a full-int8 `.tflite` (int8 input and output).
 
-    `representative` is float input data (N, ...) used to calibrate activation ranges.
+    `representative` is float input data (N, ...) used to calibrate activation ranges. Leading
+    Rescaling / Normalization layers are left out of the graph and folded into the int8 input
+    quantization: the input tensor holds the quantization of T(x), calibrated on
+    T(representative), and T is stored as `.tflite` metadata (`aqedge.preprocess`).
     """
-    return full_integer_converter(model, representative, samples).convert()
+    from ..preprocess import strip_preprocessing, write_metadata
+
+    model, transform = strip_preprocessing(model)
+    if transform is not None:
+        representative = transform.apply(np.asarray(representative[:samples]))
+    buf = full_integer_converter(model, representative, samples).convert()
+    return buf if transform is None else write_metadata(buf, transform)

@@ -14,12 +14,6 @@ from rich.table import Table
 
 from .session import Session, latencies
 
-CLASS_NAMES = {
-    "fashion-mnist": ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
-                      "Sneaker", "Bag", "Ankle boot"],
-    "mnist": [str(d) for d in range(10)],
-}
-
 
 def save_metrics(metrics: dict, path: Path) -> None:
     """Write metrics.json atomically (a temporary file renamed over it): never half-written."""
@@ -80,6 +74,42 @@ def metrics_table(m: dict) -> Table:
     if m["failed_samples"]:
         table.add_row("failed samples", ", ".join(map(str, m["failed_samples"][:20])))
     return table
+
+
+def _confusion(m: dict) -> tuple[list[str], list[list[int]]] | None:
+    cm = m.get("confusion_matrix")
+    if not cm:
+        return None
+    matrix = cm["matrix"]
+    return cm.get("classes") or [str(k) for k in range(len(matrix))], matrix
+
+
+def confusion_table(m: dict) -> Table:
+    """The confusion matrix with class names (rows: true class, columns: device's prediction)."""
+    names, matrix = _confusion(m)
+    table = Table(title="confusion matrix on the device (rows: true class, columns: predicted)",
+                  header_style="bold")
+    table.add_column("true \\ predicted")
+    for name in names:
+        table.add_column(name, justify="right")
+    table.add_column("recall", justify="right")
+    for k, (name, row) in enumerate(zip(names, matrix)):
+        total = sum(row)
+        recall = "—" if not total else f"{100 * row[k] / total:.1f} %"
+        table.add_row(name, *(str(v) if v else "·" for v in row), recall)
+    return table
+
+
+def confusion_markdown(m: dict) -> list[str]:
+    found = _confusion(m)
+    if found is None:
+        return []
+    names, matrix = found
+    lines = ["", "### Confusion matrix (rows: true class, columns: predicted on the device)", "",
+             "| true \\ predicted | " + " | ".join(names) + " |",
+             "|---|" + "---:|" * len(names)]
+    lines += [f"| {name} | " + " | ".join(map(str, row)) + " |" for name, row in zip(names, matrix)]
+    return lines
 
 
 # ---- plots ----------------------------------------------------------------------------------
@@ -165,7 +195,7 @@ def plot_confusion(metrics: dict, title: str, path: Path) -> Path | None:
     plt = _pyplot()
     m = np.array(cm["matrix"])
     n = m.shape[0]
-    names = CLASS_NAMES.get(metrics.get("dataset", ""), [str(k) for k in range(n)])[:n]
+    names = cm.get("classes") or [str(k) for k in range(n)]
     fig, ax = plt.subplots(figsize=(6.5, 5.8), dpi=110)
     ax.imshow(m, cmap="Blues")
     ax.set_xticks(range(n), names, rotation=45, ha="right")
@@ -262,6 +292,7 @@ def _device_section(m: dict, title: str, plots: dict[str, Path | None], base: Pa
                   for o in prof["ops"]]
         lines += ["", f"Sum of the ops {prof['sum_of_ops']:,} vs a whole inference {prof['whole_inference']:,} "
                   f"(per sample: {cov['min']:.4f}–{cov['max']:.4f} of the unprofiled inference)."]
+    lines += confusion_markdown(m)
     for name, key in (("Latency histogram", "latency"), ("Per-op latency", "profile"),
                       ("Confusion matrix", "confusion")):
         path = plots.get(key)

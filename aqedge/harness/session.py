@@ -20,6 +20,7 @@ import numpy as np
 
 from ..boards import Board
 from ..codegen.build import MODEL_COPY, BuildInfo
+from ..datasets import DataSpec
 from ..errors import AqError
 from ..flash import EmulatedBoard, boot_emulated
 from ..reference import TflmReference
@@ -189,13 +190,18 @@ def _profile_labels(build_dir: Path, n: int) -> list[dict]:
     return labels
 
 
-def run_session(board: Board, build_dir: Path, samples_source: str, count: int, seed: int = 0,
+def run_session(board: Board, build_dir: Path, samples_source: str | DataSpec | Samples,
+                count: int | None,
+                seed: int = 0,
                 port: str | None = None, progress: Progress | None = None,
                 ready_timeout: float = 20.0, *, results_path: Path | None = None,
                 resume: bool = False, profile: bool = False, profile_samples: int = 10,
                 stop: threading.Event | None = None, label: str = "",
                 link_options: dict | None = None) -> Session:
     """Measure `count` samples on the board (booting it in QEMU when emulated and no port).
+
+    `samples_source` is a data spec (`aqedge.datasets.DataSpec`, or its string) or "random";
+    `count` None measures a user's whole test set, or 100 built-in / random samples.
 
     Args:
         results_path: the JSONL results log (None: keep results in memory only).
@@ -215,11 +221,12 @@ def run_session(board: Board, build_dir: Path, samples_source: str, count: int, 
     if info.board != board.name:
         raise AqError(f"{build_dir} was built for {info.board}, not {board.name}")
     samples = load_samples(info, samples_source, count, seed)
+    count = len(samples.inputs)
     n_profile = min(count, max(0, profile_samples)) if profile else 0
     log = None
     if results_path is not None:
         # What fixes the samples and their answers (not --profile: a resume may add or drop it).
-        header = {"board": board.name, "model_sha256": info.model_sha256, "dataset": samples_source,
+        header = {"board": board.name, "model_sha256": info.model_sha256, "dataset": samples.source,
                   "seed": seed, "samples": count}
         log = ResultLog(results_path, header, resume=resume)
     elif resume:
@@ -288,9 +295,11 @@ class Target:
     port: str | None = None
     label: str = ""
     results_path: Path | None = None
+    samples: Samples | None = None   # loaded beforehand (else from measure_many's source)
 
 
-def measure_many(targets: list[Target], samples_source: str, count: int, seed: int = 0, *,
+def measure_many(targets: list[Target], samples_source: str | DataSpec, count: int | None,
+                 seed: int = 0, *,
                  resume: bool = False, profile: bool = False, profile_samples: int = 10,
                  ready_timeout: float = 20.0,
                  progress: Callable[[int, int, int], None] | None = None,
@@ -309,7 +318,7 @@ def measure_many(targets: list[Target], samples_source: str, count: int, seed: i
     def work(k: int, t: Target) -> None:
         try:
             out[k] = run_session(
-                t.board, t.build_dir, samples_source, count, seed, t.port,
+                t.board, t.build_dir, t.samples or samples_source, count, seed, t.port,
                 progress=(lambda done, total: progress(k, done, total)) if progress else None,
                 ready_timeout=ready_timeout, results_path=t.results_path, resume=resume,
                 profile=profile, profile_samples=profile_samples, stop=stop, label=t.label)
@@ -381,7 +390,10 @@ def confusion_matrix(session: Session) -> dict | None:
     m = np.zeros((n, n), dtype=np.int64)
     for r in session.results:
         m[int(labels[r.index]), int(r.output.argmax())] += 1
-    return {"rows": "true class", "columns": "predicted class", "matrix": m.tolist()}
+    names = list(session.samples.class_names or [])[:n]
+    names += [str(k) for k in range(len(names), n)]
+    return {"rows": "true class", "columns": "predicted class", "classes": names,
+            "matrix": m.tolist()}
 
 
 def metrics(session: Session) -> dict:

@@ -411,6 +411,38 @@ class QuantDense(_QuantCompute):
         return cfg
 
 
+@keras.saving.register_keras_serializable(package=_PKG)
+class InputTransform(keras.layers.Layer):
+    """The model's leading Rescaling / Normalization layers as one float32 affine map,
+    `y = x·scale + offset` (`scale`, `offset`: one value, or one per channel of the last axis;
+    composed by `aqedge.preprocess`). The 8-bit input quantizer follows it, so the QAT model
+    trains and calibrates on raw values. In export (`set_export(True)`) it is the identity: the
+    `.tflite` input is the int8 code of `y`, and `convert_qat` stores the map as metadata."""
+
+    def __init__(self, scale=(1.0,), offset=(0.0,), **kwargs):
+        super().__init__(**kwargs)
+        self.scale = [float(v) for v in np.ravel(scale)]
+        self.offset = [float(v) for v in np.ravel(offset)]
+        self.export = False
+
+    def set_export(self, on: bool):
+        self.export = bool(on)
+
+    def call(self, x):
+        x = tf.cast(x, tf.float32)
+        if self.export:
+            return x
+        return x * tf.constant(self.scale, tf.float32) + tf.constant(self.offset, tf.float32)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        cfg = super().get_config()
+        cfg.update(scale=self.scale, offset=self.offset)
+        return cfg
+
+
 def iter_quantizers(model):
     """All `ActivationQuantizer` / `WeightQuantizer` objects of `model`, in layer order."""
     for layer in model.layers:

@@ -3,6 +3,8 @@
 The float model's graph is rebuilt layer by layer:
 
 * the model input gets an 8-bit `ActivationQuantizer` (the int8 input of the `.tflite`);
+  leading Rescaling / Normalization layers (`aqedge.preprocess`) become one float
+  `InputTransform` in front of it, so the QAT model still takes raw values;
 * Conv2D / DepthwiseConv2D / Dense, with a directly following BatchNormalization folded in and a
   directly following activation (ReLU, ReLU6, Swish, hard-swish, softmax) absorbed, become
   `QuantConv2D` / `QuantDepthwiseConv2D` / `QuantDense`;
@@ -29,7 +31,8 @@ import keras
 import numpy as np
 
 from ..errors import AqError
-from .layers import (ACTIVATIONS, NONNEGATIVE, QuantActivation, QuantConv2D,
+from ..preprocess import leading_preprocessing
+from .layers import (ACTIVATIONS, NONNEGATIVE, InputTransform, QuantActivation, QuantConv2D,
                      QuantDense, QuantDepthwiseConv2D, iter_quantizers)
 from .mean import MeanQuantizer
 from .quantizers import ActivationQuantizer
@@ -109,7 +112,9 @@ def quantize_model(model, weight_bits: int = 4, activation_bits: int = 4,
     `calibrate` later. The input batch dimension is left free for training.
 
     The model input always gets an 8-bit shifted quantizer (the int8 input tensor), also with
-    `shift=False`.
+    `shift=False`. Rescaling / Normalization layers right after the single Input are composed
+    into `T(x) = x·scale + offset` (`aqedge.preprocess`), applied in float by an `InputTransform`
+    layer before that quantizer: the QAT model takes raw values, the `.tflite` takes int8 T(x).
 
     `layer_bits` maps float-model layer names to a bit width that replaces the defaults above for
     that layer: the weights and output of a Conv2D / DepthwiseConv2D / Dense (with its folded
@@ -175,15 +180,21 @@ def quantize_model(model, weight_bits: int = 4, activation_bits: int = 4,
     smap: dict[int, object] = {}      # float tensor id -> scale tensor of its quantizer
     nonneg: dict[int, bool] = {}
     new_inputs = []
+    chain, transform, chain_out = leading_preprocessing(fmodel)
     for t in fmodel.inputs:
         inp = keras.Input(shape=tuple(t.shape[1:]), name=t.name, dtype=t.dtype)
         new_inputs.append(inp)
+        x, key = inp, id(t)
+        if transform is not None:
+            x = InputTransform(scale=transform.scale, offset=transform.offset,
+                               name=f"{t.name}_transform")(inp)
+            key = id(chain_out)
         q = ActivationQuantizer(bits=first_last_bits, shift=True, return_scale=True,
                                 name=f"{t.name}_quant")
-        tmap[id(t)], smap[id(t)] = q(inp)
-        nonneg[id(t)] = False
+        tmap[key], smap[key] = q(x)
+        nonneg[key] = False
 
-    absorbed = set()
+    absorbed = {id(n) for n in chain}
     wrappers = []
     for node in nodes:
         layer = node.operation
@@ -288,6 +299,9 @@ def quantize_model(model, weight_bits: int = 4, activation_bits: int = 4,
             y, smap[id(out_t)] = QuantActivation(act, output_bits=bits, shift=shift,
                                                  return_scale=True, name=layer.name)(x[0])
             nonneg[id(out_t)] = act in NONNEGATIVE
+        elif isinstance(layer, (L.Rescaling, L.Normalization)):
+            raise AqError(f"{_describe(layer)}: only preprocessing right after the single model "
+                          "Input, read by nothing else, folds into the input quantization")
         else:
             raise AqError(f"{_describe(layer)} cannot be quantized: aqedge quantizes Conv2D, "
                           "DepthwiseConv2D, Dense (+BatchNormalization, ReLU/ReLU6/Swish/"
