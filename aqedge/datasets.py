@@ -245,7 +245,9 @@ def _read_one(path: Path, kind: str, sample_shape: tuple[int, ...] | None) -> np
 
 
 def _read_image(path: Path, sample_shape: tuple[int, ...] | None) -> np.ndarray:
-    import keras
+    from .tf_import import keras as import_keras
+
+    keras = import_keras()
 
     if sample_shape is None or len(sample_shape) != 3 or sample_shape[-1] not in (1, 3, 4):
         raise AqError(f"data {path.parent.parent}: image data needs a model whose input is "

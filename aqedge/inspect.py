@@ -17,6 +17,22 @@ from .convert.int4 import tflm_arena_bytes
 from .errors import AqError
 
 
+def count_macs(calls) -> int:
+    """Multiply-accumulates of one inference: the sum over the lowered CONV_2D (out pixels ×
+    out channels × kernel taps × input channels per group), DEPTHWISE_CONV_2D (out pixels × out
+    channels × taps) and FULLY_CONNECTED (batches × out channels × depth) calls."""
+    macs = 0
+    for call in calls:
+        p, k = call.params, call.kernel or ""
+        if k.startswith("aq_conv_"):
+            macs += p["out_h"] * p["out_w"] * p["out_c"] * p["k_h"] * p["k_w"] * p["filter_in_c"]
+        elif k.startswith("aq_depthwise_conv_"):
+            macs += p["out_h"] * p["out_w"] * p["out_c"] * p["k_h"] * p["k_w"]
+        elif k.startswith("aq_fully_connected_"):
+            macs += p["batches"] * p["out_c"] * p["accum_depth"]
+    return macs
+
+
 def inspect_model(path: Path) -> dict:
     """inspect_tflite's description plus `aqedge_arena_bytes` (None and `unsupported` when the
     runtime cannot run the model) and `tflm_arena_bytes`."""
@@ -26,10 +42,12 @@ def inspect_model(path: Path) -> dict:
     info["model"] = path.name
     info["file_bytes"] = len(data)
     try:
-        info["aqedge_arena_bytes"] = plan_memory(graph, lower(graph, path.name)).arena_bytes
+        calls = lower(graph, path.name)
+        info["aqedge_arena_bytes"] = plan_memory(graph, calls).arena_bytes
+        info["macs"] = count_macs(calls)
         info["unsupported"] = None
     except AqError as exc:
-        info["aqedge_arena_bytes"] = None
+        info["aqedge_arena_bytes"] = info["macs"] = None
         info["unsupported"] = str(exc)
     info["tflm_arena_bytes"] = tflm_arena_bytes(data)
     info["input_transform"] = None
@@ -66,6 +84,7 @@ def inspect_table(info: dict) -> Group:
     summary.add_row("weight bytes (filters + biases)", f"{info['weight_bytes']:,}")
     summary.add_row("  INT4 packed / int8 filters / int32 biases",
                     f"{info['int4_weight_bytes']:,} / {info['int8_weight_bytes']:,} / {info['bias_bytes']:,}")
+    summary.add_row("MACs per inference", "—" if info["macs"] is None else f"{info['macs']:,}")
     summary.add_row("aqedge arena bytes", "—" if info["aqedge_arena_bytes"] is None else f"{info['aqedge_arena_bytes']:,}")
     summary.add_row("TFLite Micro arena bytes", "—" if info["tflm_arena_bytes"] is None else f"{info['tflm_arena_bytes']:,}")
     parts = [ops, summary]

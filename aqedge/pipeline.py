@@ -20,7 +20,7 @@ from typing import Callable
 from rich.console import Console
 from rich.progress import Progress
 
-from . import datasets, example
+from . import datasets, example, tf_import
 from .boards import Board
 from .config import QuantizeSettings
 from .datasets import Dataset, DataSpec, fit_to_model
@@ -129,7 +129,7 @@ def load_keras(path: Path):
         raise AqError(f"model file not found: {path}")
     if path.suffix != ".keras":
         raise AqError(f"{path}: expected a Keras model saved as .keras")
-    import keras
+    keras = tf_import.keras()
 
     from . import qat  # noqa: F401  (registers the quantized layers for deserialisation)
 

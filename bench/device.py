@@ -51,6 +51,7 @@ from aqedge.codegen.build import build
 from aqedge.codegen.graph import read_tflite
 from aqedge.codegen.lower import lower
 from aqedge.harness.link import DeviceLink
+from aqedge.inspect import count_macs as inspect_macs
 from aqedge.harness.session import metrics, run_session
 
 REPO = Path(__file__).resolve().parent.parent
@@ -67,17 +68,7 @@ PEERS = {
 
 
 def count_macs(path: Path) -> int:
-    graph = read_tflite(path)
-    macs = 0
-    for call in lower(graph, str(path)):
-        p, k = call.params, call.kernel or ""
-        if k.startswith("aq_conv_"):
-            macs += p["out_h"] * p["out_w"] * p["out_c"] * p["k_h"] * p["k_w"] * p["filter_in_c"]
-        elif k.startswith("aq_depthwise_conv_"):
-            macs += p["out_h"] * p["out_w"] * p["out_c"] * p["k_h"] * p["k_w"]
-        elif k.startswith("aq_fully_connected_"):
-            macs += p["batches"] * p["out_c"] * p["accum_depth"]
-    return macs
+    return inspect_macs(lower(read_tflite(path), str(path)))
 
 
 def _symbols(elf: Path) -> dict[str, tuple[int, int]]:

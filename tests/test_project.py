@@ -26,11 +26,11 @@ def aqedge(*args: str, cwd: Path, timeout: float = 600) -> subprocess.CompletedP
 
 
 def error_line(result: subprocess.CompletedProcess) -> str:
-    """The one `error:` line (TensorFlow's start-up log lines on stderr left out)."""
+    """The one line on stderr, `error: ...` (exit code 2; TensorFlow's start-up notices too are
+    kept off it)."""
     assert result.returncode == 2, result.stdout + result.stderr
-    assert "Traceback" not in result.stderr
-    lines = [" ".join(result.stderr[result.stderr.index("error:"):].split())]
-    return lines[0]
+    assert result.stderr.startswith("error:") and result.stderr.count("\n") == 1, result.stderr
+    return result.stderr.strip()
 
 
 def test_init_writes_a_project_found_from_below(tmp_path):
