@@ -209,7 +209,8 @@ def build(board: Optional[str] = typer.Option(None, "--board", "-b", help="Board
           data: Optional[str] = typer.Option(None, "--data", "-d", help="Training and calibration data for a .keras model. " + DATA_HELP + " Default: the project's."),
           rescale: Optional[str] = typer.Option(None, "--rescale", help=RESCALE_HELP),
           out: Optional[Path] = typer.Option(None, "-o", "--out", help="Build directory (default build/<board>, build/<board>-tflm for --runtime tflm); qat.keras and model.tflite of a .keras model go next to it."),
-          runtime: Optional[str] = typer.Option(None, "--runtime", help="aqedge (default: generated C, compiled here) or tflm (a TFLite Micro project to build in your TFLM tree; not compiled here).")) -> None:
+          runtime: Optional[str] = typer.Option(None, "--runtime", help="aqedge (default: generated C) or tflm (TensorFlow Lite Micro's interpreter, compiled from --tflm-tree)."),
+          tflm_tree: Optional[Path] = typer.Option(None, "--tflm-tree", help="With --runtime tflm: a TensorFlow Lite Micro source tree (create_tflm_tree.py; reference or CMSIS-NN kernels). Default: $TFLM_TREE.")) -> None:
     """Generate C for a model and cross-compile a firmware image for a board.
 
     Inside a project (aqedge.toml here or above) `aqedge build --board B` needs nothing else: a
@@ -233,17 +234,26 @@ def build(board: Optional[str] = typer.Option(None, "--board", "-b", help="Board
         raise AqError(f"{model}: expected a .tflite model (or a .keras one, which aqedge "
                       "quantizes and converts first)")
     out_dir = out or _default_dir(b, project, runtime)
+    if runtime == "tflm":
+        from .codegen.tflm import open_tree
+
+        tree = open_tree(tflm_tree)  # a missing or wrong tree stops here, before any work
+    elif tflm_tree is not None:
+        raise AqError("--tflm-tree goes with --runtime tflm")
     train = _data(data, rescale, project, "train", None)
     settings = project.quantize if project else QuantizeSettings()
     tflite = prepare_tflite(model, out_dir.parent, train, settings, console, _progress)
     if runtime == "tflm":
-        from .codegen.tflm import export_tflm
+        from .codegen.tflm import build_tflm
 
-        with console.status(f"exporting {tflite} as a TFLite Micro project for {b.name}"):
-            export = export_tflm(tflite, b, out_dir)
-        console.print(f"[green]wrote[/green] TFLite Micro project {out_dir}: {len(export.ops)} op types "
-                      f"({', '.join(export.ops)}), arena {export.arena_bytes:,} B. Not compiled here "
-                      f"(needs TFLM's sources): see {out_dir / 'README.md'}")
+        with _progress() as bar:
+            task = bar.add_task(f"TFLite Micro ({tree.kind}) for {b.core}", total=None)
+            info = build_tflm(tflite, b, out_dir, tree.root,
+                              progress=lambda done, total: bar.update(task, completed=done, total=total))
+        console.print(f"[green]built[/green] {out_dir / info.elf} (TFLite Micro, {info.tflm_kernels} kernels, "
+                      f"TFLM sources compiled: {info.tflm_sources}): "
+                      f"{info.ops} ops, arena {info.arena_bytes:,} B, flash {info.flash_bytes:,} / "
+                      f"{b.flash_bytes:,} B, RAM {info.ram_bytes:,} / {b.ram_bytes:,} B")
         return
     with console.status(f"building {tflite} for {b.name}"):
         info = build_firmware(tflite, b, out_dir)
@@ -442,6 +452,53 @@ def measure(board: Optional[list[str]] = typer.Option(None, "--board", "-b", hel
         if DEVICE_LOST in statuses:
             err_console.print("the results so far are kept: continue with --resume once the device is back")
         raise typer.Exit(2)
+
+
+def _tflm_trees(given: list[Path]) -> list[Path]:
+    """--tflm-tree DIR (repeatable), else $TFLM_TREE (see aqedge.codegen.tflm.trees_from_env)."""
+    from .codegen.tflm_lib import check_tree, trees_from_env
+
+    trees = list(given) or trees_from_env()
+    if not trees:
+        raise AqError("no TensorFlow Lite Micro tree: give --tflm-tree DIR (a tree made by TFLM's "
+                      "create_tflm_tree.py, reference or CMSIS-NN kernels; repeatable) or set TFLM_TREE")
+    for tree in trees:
+        check_tree(tree)
+    return trees
+
+
+@app.command()
+def compare(board: Optional[list[str]] = typer.Option(None, "--board", "-b", help="Board name or family; repeat it to compare on several boards at once. Default: the project's board."),
+            model: Optional[Path] = typer.Option(None, "--model", "-m", help="A full-integer .tflite (default: the project's model, quantized and converted as `build` does)."),
+            tflm_tree: list[Path] = typer.Option([], "--tflm-tree", help="A TensorFlow Lite Micro tree (create_tflm_tree.py; reference or CMSIS-NN kernels); repeatable. Default: $TFLM_TREE."),
+            data: Optional[str] = typer.Option(None, "--data", "--dataset", "-d", help="Samples: " + DATA_HELP + " Or random (the default outside a project)."),
+            rescale: Optional[str] = typer.Option(None, "--rescale", help=RESCALE_HELP),
+            samples: Optional[int] = typer.Option(20, "--samples", "-n", help="How many samples each runtime is measured on."),
+            seed: int = typer.Option(0, "--seed", help="Seed of --data random."),
+            out: Optional[Path] = typer.Option(None, "-o", "--out", help="Where the builds and compare.{json,md,png} go (default build/compare).")) -> None:
+    """Build a model with aqedge and with TensorFlow Lite Micro (each tree given), measure each on
+    the same board(s) with the same inputs, and compare latency, memory and bit-exactness."""
+    from .compare import compare as run_compare
+    from .compare import markdown
+    from .config import QuantizeSettings
+    from .pipeline import prepare_tflite
+
+    project = _project()
+    if samples is not None and samples < 1:
+        raise AqError(f"--samples {samples}: must be at least 1")
+    boards = [_board(name) for name in (board or [_board_of(None, project)])]
+    trees = _tflm_trees(tflm_tree)
+    model = model or (project.model if project else None)
+    if model is None:
+        raise AqError("no model: give --model M.tflite, or run `aqedge init --model M`")
+    out_dir = out or ((project.build_dir if project else Path("build")) / "compare")
+    source = _data(data, rescale, project, "test", "random")
+    tflite = prepare_tflite(model, out_dir, _data(None, rescale, project, "train", None),
+                            project.quantize if project else QuantizeSettings(), console, _progress)
+    result = run_compare(tflite, boards, trees, source, samples, seed, out_dir,
+                         say=lambda text: console.print(text, highlight=False, markup=False))
+    console.print(markdown(result), markup=False, highlight=False)
+    console.print(f"wrote {out_dir / 'compare.json'}, compare.md, compare.png")
 
 
 @app.command()

@@ -1,13 +1,18 @@
-"""Device figures against TFLite Micro + CMSIS-NN (issue 5): per model and board, instructions
-per inference, MACs, arena, stack high-water mark, runtime code and weight bytes.
+"""Device figures against TensorFlow Lite Micro, measured in the same run: per model and board,
+instructions per inference, MACs, arena, stack high-water mark, runtime code and weight bytes,
+and the same model built with TFLM (each tree: reference kernels, CMSIS-NN) on the same inputs.
 
     .venv/bin/python bench/device.py [--boards qemu-mps2-an386 qemu-stm32f405] [--samples 20]
                                      [--demo build/demo] [--extra model.tflite ...]
+                                     [--tflm-tree DIR ...]
 
 The MLPerf Tiny rows are the `.tflite` files in $AQEDGE_MLPERF_TINY (skipped, with a message,
-when it is unset). Writes bench/results/device.{json,md}. JSON rows: {model, board,
-instructions, macs, arena_bytes, stack_bytes, code_bytes, weight_bytes} plus bit-exactness and
-the ratios to the peer figures (measured on QEMU mps2-an386, -icount shift=0, gcc 12.2 -O2).
+when it is unset); the TFLM trees come from --tflm-tree or $TFLM_TREE (without any, the peer
+columns are left empty and the run says so). Writes bench/results/device.{json,md}. JSON rows:
+{model, board, instructions, macs, arena_bytes, stack_bytes, code_bytes, weight_bytes} plus
+bit-exactness and, per TFLM tree, `peers` {runtime: instructions, arena, code, bit-exact} and
+the ratios to them (QEMU -icount shift=0, gcc 12.2 -O2, TFLM built with -DNDEBUG by
+`aqedge.codegen.tflm.build_tflm`, as `aqedge compare` builds it).
 
 - instructions: median over `--samples` random inputs, QEMU -icount shift=0 (not time); every
   output is checked against TFLite Micro (bit_exact_samples).
@@ -47,26 +52,18 @@ import numpy as np
 
 from aqedge import flash as aqflash
 from aqedge.boards import resolve
-from aqedge.codegen.build import build
+from aqedge.codegen.tflm_lib import trees_from_env
+from aqedge.compare import build_all, measure_all, summarize
+from aqedge.harness.samples import load_samples
 from aqedge.codegen.graph import read_tflite
 from aqedge.codegen.lower import lower
 from aqedge.harness.link import DeviceLink
 from aqedge.inspect import count_macs as inspect_macs
-from aqedge.harness.session import metrics, run_session
 
 REPO = Path(__file__).resolve().parent.parent
 MLPERF_ENV = "AQEDGE_MLPERF_TINY"
 RESULTS = REPO / "bench" / "results"
 CROSS = "arm-none-eabi-"
-#: Issue 5: TFLM reference / TFLM + CMSIS-NN instructions, TFLM arena and code bytes.
-PEERS = {
-    "ic_resnet8_int8.tflite": {"tflm_ref": 107_291_560, "tflm_cmsis": 29_862_440,
-                               "arena": 54_996, "code": 99_196},
-    "kws_dscnn_int8.tflite": {"tflm_ref": 43_023_800, "tflm_cmsis": 7_697_720,
-                              "arena": 22_772, "code": 104_614},
-}
-
-
 def count_macs(path: Path) -> int:
     return inspect_macs(lower(read_tflite(path), str(path)))
 
@@ -84,20 +81,10 @@ def _symbols(elf: Path) -> dict[str, tuple[int, int]]:
     return syms
 
 
-def image_bytes(elf: Path) -> tuple[int, int]:
-    """(code_bytes, weight_bytes) of a linked image."""
-    out = subprocess.run([f"{CROSS}size", "-A", str(elf)], capture_output=True, text=True, check=True).stdout
-    ro = 0
-    for line in out.splitlines():
-        parts = line.split()
-        if len(parts) == 3 and parts[1].isdigit() and (
-                parts[0] in (".isr_vector", ".text", ".rodata") or parts[0].startswith(".ARM")):
-            ro += int(parts[1])
-    syms = _symbols(elf)
-    model_data = sum(size for name, (_, size) in syms.items() if re.fullmatch(r"op\d+_\w+", name))
-    weights = sum(size for name, (_, size) in syms.items()
-                  if re.fullmatch(r"op\d+_(filter|weights|bias)", name))
-    return ro - model_data, weights
+def weight_bytes(elf: Path) -> int:
+    """Bytes of the filters and biases (op<N>_filter / _weights / _bias arrays) in an image."""
+    return sum(size for name, (_, size) in _symbols(elf).items()
+               if re.fullmatch(r"op\d+_(filter|weights|bias)", name))
 
 
 def stack_high_water(board, build_dir: Path, x: np.ndarray) -> int | None:
@@ -231,6 +218,69 @@ def _has_int4(path: Path) -> bool:
     return any(t.dtype == "int4" for t in graph.tensors if t is not None)
 
 
+def measure_model(path: Path, board, trees: list[Path], tmp: Path, samples: int, seed: int) -> dict:
+    """aqedge's row for `path` on `board`, with the TFLM builds of each tree measured on the same
+    random inputs (aqedge.compare) as its peers."""
+    say = lambda text: print(text, flush=True)  # noqa: E731
+    contenders = build_all(path, board, trees, tmp / path.stem, say)
+    ours = contenders[0]
+    inputs = load_samples(ours.info, "random", samples, seed)
+    measure_all(board, contenders, inputs, say)
+    macs = count_macs(path)
+    summary = summarize(board, contenders, macs)
+    m, info, out = ours.metrics, ours.info, ours.build_dir
+    row = {"model": path.name, "board": board.name, "instructions": m["latency"]["median"],
+           "macs": macs, "arena_bytes": info.arena_bytes,
+           "stack_bytes": stack_high_water(board, out, inputs.inputs[0]),
+           "code_bytes": ours.code_bytes, "weight_bytes": weight_bytes(out / "firmware.elf"),
+           "instructions_per_mac": summary["runtimes"][0]["latency_per_mac"],
+           "bit_exact_samples": round(m["device_matches_reference"] * m["measured"]),
+           "samples": m["samples"], "static_ram_bytes": info.ram_bytes - board.stack_bytes,
+           "peers": {}}
+    for peer in summary["runtimes"][1:]:
+        row["peers"][peer["runtime"]] = {
+            "instructions": peer["latency"], "arena_bytes": peer["arena_bytes"],
+            "code_bytes": peer["code_bytes"], "bit_exact_samples": peer["bit_exact_samples"],
+            "vs_instructions": peer["aqedge_ratio"].get("latency"),
+            "vs_arena": peer["aqedge_ratio"].get("arena_bytes"),
+            "vs_code": peer["aqedge_ratio"].get("code_bytes")}
+    return row
+
+
+def device_table(rows: list[dict]) -> list[str]:
+    """The Markdown table of aqedge's rows and, per TFLM runtime measured, its instructions
+    and aqedge's ratios to its instructions, arena and code."""
+    peers = sorted({name for r in rows for name in r["peers"]})
+    head = ["model", "board", "instructions", "MACs", "instr/MAC", "arena B", "stack B",
+            "static RAM B", "code B", "weight B", "bit-exact"]
+    for p in peers:
+        head += [f"{p} instr", f"{p} bit-exact", f"x {p} instr", f"x {p} arena", f"x {p} code"]
+    lines = ["| " + " | ".join(head) + " |", "| --- | --- |" + " ---: |" * (len(head) - 2)]
+    for r in rows:
+        cells = [r["model"], r["board"], *(_fmt(r.get(k)) for k in (
+            "instructions", "macs", "instructions_per_mac", "arena_bytes", "stack_bytes",
+            "static_ram_bytes", "code_bytes", "weight_bytes")), f"{r['bit_exact_samples']}/{r['samples']}"]
+        for p in peers:
+            q = r["peers"].get(p, {})
+            cells += [_fmt(q.get("instructions")),
+                      f"{q['bit_exact_samples']}/{r['samples']}" if q else "-",
+                      *(_fmt(q.get(k)) for k in ("vs_instructions", "vs_arena", "vs_code"))]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", "Instructions: QEMU -icount shift=0 median over the same random inputs for every "
+              "runtime (not time). TFLM columns: the same .tflite built with TensorFlow Lite Micro "
+              "(-DNDEBUG, each tree's kernels) by aqedge.codegen.tflm.build_tflm and measured in this "
+              "run; x: aqedge's figure divided by the peer's. Code: flash minus the model's data "
+              "arrays. Stack: deepest non-zero word of the (initially zero) stack after one "
+              "inference. Static RAM: .data + .bss (arena, buffers)."]
+    return lines
+
+
+def _fmt(v) -> str:
+    if v is None:
+        return "-"
+    return f"{v:,}" if isinstance(v, int) else f"{v}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--boards", nargs="+", default=["qemu-mps2-an386", "qemu-stm32f405"])
@@ -241,56 +291,25 @@ def main() -> None:
     parser.add_argument("--no-demo", action="store_true",
                         help="skip the Fashion-MNIST CNN and Swish network pairs")
     parser.add_argument("--extra", nargs="*", default=[], help="more .tflite models")
+    parser.add_argument("--tflm-tree", nargs="*", default=[],
+                        help="TFLite Micro trees to measure as peers (default: $TFLM_TREE)")
     args = parser.parse_args()
     models = mlperf_models() + [Path(e) for e in args.extra]
     if not args.no_demo:
         models += [*demo_models(args.demo), *swish_models()]
+    trees = [Path(t) for t in args.tflm_tree] or trees_from_env()
+    if not trees:
+        print("bench/device.py: no TFLM tree (--tflm-tree or TFLM_TREE): no peer columns", file=sys.stderr)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for board_name in args.boards:
             board, _ = resolve(board_name)
             for path in models:
-                out = Path(tmp) / board.name / path.stem
-                info = build(path, board, out)
-                m = metrics(run_session(board, out, "random", args.samples, args.seed))
-                code, weights = image_bytes(out / "firmware.elf")
-                shape = info.input.shape
-                x = np.random.default_rng(args.seed).integers(-128, 128, shape, dtype=np.int8)
-                stack = stack_high_water(board, out, x)
-                macs = count_macs(path)
-                measured = m["samples"] - len(m["failed_samples"])
-                row = {"model": path.name, "board": board.name,
-                       "instructions": m["latency"]["median"], "macs": macs,
-                       "arena_bytes": info.arena_bytes, "stack_bytes": stack,
-                       "code_bytes": code, "weight_bytes": weights,
-                       "instructions_per_mac": round(m["latency"]["median"] / macs, 3) if macs else None,
-                       "bit_exact_samples": round(m["device_matches_reference"] * measured),
-                       "samples": m["samples"], "static_ram_bytes": info.ram_bytes - board.stack_bytes}
-                peer = PEERS.get(path.name)
-                if peer:
-                    row["vs_tflm_cmsis_instructions"] = round(row["instructions"] / peer["tflm_cmsis"], 3)
-                    row["vs_tflm_ref_instructions"] = round(row["instructions"] / peer["tflm_ref"], 3)
-                    row["vs_tflm_arena"] = round(row["arena_bytes"] / peer["arena"], 3)
-                    row["vs_tflm_cmsis_code"] = round(row["code_bytes"] / peer["code"], 3)
-                rows.append(row)
-                print(row, flush=True)
+                rows.append(measure_model(path, board, trees, Path(tmp), args.samples, args.seed))
+                print(rows[-1], flush=True)
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "device.json").write_text(json.dumps(rows, indent=2) + "\n")
-    lines = ["| model | board | instructions | MACs | instr/MAC | arena B | stack B | static RAM B | code B | weight B | bit-exact | x TFLM+CMSIS instr | x TFLM arena | x TFLM+CMSIS code |",
-             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
-    for r in rows:
-        def f(key):
-            v = r.get(key)
-            return "-" if v is None else (f"{v:,}" if isinstance(v, int) else f"{v}")
-        lines.append(f"| {r['model']} | {r['board']} | {f('instructions')} | {f('macs')} | "
-                     f"{f('instructions_per_mac')} | {f('arena_bytes')} | {f('stack_bytes')} | "
-                     f"{f('static_ram_bytes')} | {f('code_bytes')} | {f('weight_bytes')} | "
-                     f"{r['bit_exact_samples']}/{r['samples']} | {f('vs_tflm_cmsis_instructions')} | "
-                     f"{f('vs_tflm_arena')} | {f('vs_tflm_cmsis_code')} |")
-    lines += ["", "Instructions: QEMU -icount shift=0 median (not time). Peers (issue 5, mps2-an386): "
-              "ResNet-8 TFLM+CMSIS-NN 29,862,440 instr, arena 54,996 B, code 99,196 B; DS-CNN "
-              "7,697,720 instr, arena 22,772 B, code 104,614 B. Stack: deepest non-zero word of the "
-              "(initially zero) stack after one inference. Static RAM: .data + .bss (arena, buffers)."]
+    lines = device_table(rows)
     pairs = []
     for board_name in args.boards:
         by = {r["model"]: r for r in rows if r["board"] == resolve(board_name)[0].name}

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# System packages aqedge needs: the Arm cross compiler and newlib, QEMU, the Fashion-MNIST files,
+# System packages aqedge needs: the Arm cross compiler, newlib and the C++ headers for it (the
+# TFLite Micro export; no C++ library is linked), QEMU, the Fashion-MNIST files,
 # host compilers and cmake (host runner, generated CMake and TFLM projects), and the flashing tools
 # of real boards (openocd, stlink-tools: a few MB; the tests run them against "no probe connected").
 # Idempotent: returns at once when everything is there. Installs with apt-get when run as root;
 # otherwise prints exactly what to install and stops.
 set -euo pipefail
-PACKAGES=(gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm dataset-fashion-mnist gcc g++ make
-          cmake python3-venv openocd stlink-tools)
+PACKAGES=(gcc-arm-none-eabi libnewlib-arm-none-eabi libstdc++-arm-none-eabi-dev qemu-system-arm
+          dataset-fashion-mnist gcc g++ make cmake python3-venv openocd stlink-tools)
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -14,6 +14,8 @@ import pytest
 from mlperf_models import KWS, RESNET8
 
 REPO = Path(__file__).resolve().parent.parent
+#: The TFLite Micro object cache of a test run (XDG_CACHE_HOME of every TFLM build in the tests).
+TFLM_CACHE = REPO / "build" / "tflm-cache"
 MLPERF_ENV = "AQEDGE_MLPERF_TINY"
 MLPERF_SKIP = f"MLPerf Tiny files not found (set {MLPERF_ENV}=DIR; CI sets it)"
 #: TFLite Micro's arena for the real MLPerf Tiny files (issue 5's peer figures).
@@ -74,8 +76,17 @@ def _mlperf_line() -> str:
     return f"MLPerf Tiny: rebuilt models and the real files in {MLPERF_ENV}={MLPERF_DIR}"
 
 
+def _tflm_line() -> str:
+    from aqedge.codegen.tflm_lib import trees_from_env
+
+    trees = trees_from_env()
+    if not trees:
+        return "TFLite Micro trees: none (TFLM_TREE unset): the TFLM build tests skip"
+    return f"TFLite Micro trees from TFLM_TREE: {', '.join(str(t) for t in trees)}"
+
+
 def pytest_report_header(config):
-    return _mlperf_line()
+    return [_mlperf_line(), _tflm_line()]
 
 
 def pytest_terminal_summary(terminalreporter):
@@ -87,6 +98,7 @@ def pytest_terminal_summary(terminalreporter):
             counts[outcome] = n
     detail = ", ".join(f"{n} {outcome}" for outcome, n in counts.items()) or "none ran"
     terminalreporter.write_line(f"{_mlperf_line()} (real-file tests: {detail})")
+    terminalreporter.write_line(_tflm_line())
 
 
 @pytest.fixture(scope="session")

@@ -63,6 +63,14 @@ class BuildInfo:
     input: TensorInfo
     output: TensorInfo
     elf: str = "firmware.elf"
+    #: "aqedge" (generated C) or "tflm" (the TFLite Micro export).
+    runtime: str = "aqedge"
+    #: The TFLite Micro kernels a tflm build runs: "cmsis-nn" or "reference" (None otherwise,
+    #: and for an export that was not compiled).
+    tflm_kernels: str | None = None
+    #: TFLM builds: which TFLM sources were compiled, e.g. "115 of 317 (the model's ops)", or
+    #: "198 of 317 (all but unused op kernels: the selection missed a symbol)".
+    tflm_sources: str | None = None
 
     def save(self, build_dir: Path) -> None:
         (build_dir / BUILD_INFO).write_text(json.dumps(asdict(self), indent=2) + "\n")

@@ -179,8 +179,9 @@ def _run_size(args: list[str]) -> str:
     return proc.stdout
 
 
-def compile_project(board: Board, out_dir: Path) -> FirmwareImage:
-    """Run make in a project written by write_project() and measure the image.
+def compile_project(board: Board, out_dir: Path, make_vars: dict[str, str] | None = None) -> FirmwareImage:
+    """Run make in a project written by write_project() (or the TFLite Micro export) and measure
+    the image. `make_vars` are passed to make as NAME=VALUE.
 
     Raises:
         AqError: the toolchain is missing, the build failed (with the compiler's last lines),
@@ -199,7 +200,8 @@ def compile_project(board: Board, out_dir: Path) -> FirmwareImage:
         raise AqError(f"{out_dir} is not a firmware project (no Makefile): run write_project first")
 
     proc = subprocess.run(
-        ["make", "-C", str(out_dir), f"-j{os.cpu_count() or 1}", f"CROSS={CROSS}"],
+        ["make", "-C", str(out_dir), f"-j{os.cpu_count() or 1}", f"CROSS={CROSS}",
+         *(f"{k}={v}" for k, v in (make_vars or {}).items())],
         capture_output=True,
         text=True,
         check=False,

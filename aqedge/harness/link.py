@@ -232,6 +232,9 @@ class DeviceLink:
                         code, version = p.parse_error(frame.payload)
                         if code == p.ERR_VERSION:
                             self._check_version(version)
+                        if code == p.ERR_ABORTED:  # the device has halted: no retry can help
+                            raise LinkError(f"{self.url}: the device aborted and halted: "
+                                            f"{p.error_text(frame.payload) or 'no reason given'}")
                         problem = f"device answered ERROR ({p.error_name(code)})"
                         answered = True
                         break

@@ -39,6 +39,9 @@ ERR_TOO_LONG = 4
 ERR_VERSION = 5
 #: aqedge extension (not in the version-1 table): the model's invoke returned an error.
 ERR_INVOKE_FAILED = 6
+#: aqedge extension: the firmware stopped for good (abort, failed assert, exit); the payload
+#: carries the reason as ASCII text after the version byte, and the device has halted.
+ERR_ABORTED = 7
 
 ERROR_NAMES = {
     ERR_BAD_CRC: "bad CRC",
@@ -47,6 +50,7 @@ ERROR_NAMES = {
     ERR_TOO_LONG: "frame too long",
     ERR_VERSION: "protocol version mismatch",
     ERR_INVOKE_FAILED: "model invoke failed",
+    ERR_ABORTED: "device aborted",
 }
 
 #: type + seq + CRC-32.
@@ -281,6 +285,11 @@ def parse_error(payload: bytes) -> tuple[int, int]:
     code = payload[0] if len(payload) > 0 else 0
     version = payload[1] if len(payload) > 1 else 0
     return code, version
+
+
+def error_text(payload: bytes) -> str:
+    """The ASCII text an ERROR payload may carry after code and version ("" when none)."""
+    return bytes(payload[2:]).decode("ascii", errors="replace")
 
 
 def error_name(code: int) -> str:

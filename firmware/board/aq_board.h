@@ -36,6 +36,14 @@ void aq_timer_init(void);
 uint64_t aq_timer_ticks(void);
 uint32_t aq_timer_hz(void);
 
+/* newlib system calls and fatal errors (aq_syscalls.c, linked into firmware that uses the C
+ * library's I/O or C++ libraries: the TFLite Micro export). aq_fatal() reports `what` (and the
+ * last diagnostic text) as protocol ERROR 7 for the request being served, then halts. */
+void aq_fatal(const char *what) __attribute__((noreturn));
+/* Keep text for the next fatal report (stdout/stderr writes, TFLM's log). */
+void aq_diag_write(const char *s, size_t n);
+void aq_diag_puts(const char *s);
+
 #ifdef __cplusplus
 }
 #endif

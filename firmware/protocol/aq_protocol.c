@@ -240,6 +240,20 @@ void aq_protocol_send_error(uint8_t seq, uint8_t code)
     aq_protocol_send(AQ_MSG_ERROR, seq, p, sizeof p, NULL, 0u);
 }
 
+void aq_protocol_send_error_text(uint8_t seq, uint8_t code, const char *text, size_t n)
+{
+    uint8_t p[2] = {code, (uint8_t)AQ_PROTOCOL_VERSION};
+    aq_protocol_send(AQ_MSG_ERROR, seq, p, sizeof p, (const uint8_t *)text,
+                     n < AQ_ERROR_TEXT_MAX ? n : AQ_ERROR_TEXT_MAX);
+}
+
+static uint8_t aq_current_seq;
+
+uint8_t aq_protocol_current_seq(void)
+{
+    return aq_current_seq;
+}
+
 void aq_protocol_send_ready(uint8_t seq)
 {
     static const char name[] = AQ_BOARD_NAME;
@@ -282,6 +296,7 @@ void aq_protocol_receive(aq_frame_t *out)
 
 void aq_protocol_handle(const aq_frame_t *f, aq_infer_fn on_infer)
 {
+    aq_current_seq = f->seq;
     switch (f->type) {
     case AQ_MSG_HELLO:
         if (f->len < 1u) {

@@ -45,6 +45,12 @@ extern "C" {
 #define AQ_ERR_VERSION 5u
 /* aqedge extension, not in protocol version 1's table: aq_model_invoke() returned non-zero. */
 #define AQ_ERR_INVOKE_FAILED 6u
+/* aqedge extension: the firmware stopped for good (abort(), a failed assert(), exit(): see
+ * board/aq_syscalls.c). The ERROR payload carries a short ASCII reason after the version byte;
+ * the device then halts and answers nothing more. */
+#define AQ_ERR_ABORTED 7u
+/* Most text bytes an ERROR frame carries after code and version. */
+#define AQ_ERROR_TEXT_MAX 120u
 
 #define AQ_FRAME_OVERHEAD 6u /* type + seq + CRC-32 */
 #define AQ_PING_MAX 64u
@@ -105,6 +111,11 @@ int aq_frame_parse(const uint8_t *buf, size_t n, aq_frame_t *out);
 void aq_protocol_send(uint8_t type, uint8_t seq, const uint8_t *a, size_t na, const uint8_t *b,
                       size_t nb);
 void aq_protocol_send_error(uint8_t seq, uint8_t code);
+/* ERROR followed by up to AQ_ERROR_TEXT_MAX bytes of ASCII text (why). */
+void aq_protocol_send_error_text(uint8_t seq, uint8_t code, const char *text, size_t n);
+/* The seq of the request being answered (0 before the first one): lets code outside the
+ * handler (a fatal error in the middle of an inference) answer that request. */
+uint8_t aq_protocol_current_seq(void);
 /* READY: protocol version, timer, model sizes and hash, AQ_BOARD_NAME. */
 void aq_protocol_send_ready(uint8_t seq);
 
