@@ -493,7 +493,7 @@ def compare(board: Optional[list[str]] = typer.Option(None, "--board", "-b", hel
         raise AqError("no model: give --model M.tflite, or run `aqedge init --model M`")
     out_dir = out or ((project.build_dir if project else Path("build")) / "compare")
     source = _data(data, rescale, project, "test", "random")
-    tflite = prepare_tflite(model, out_dir, _data(None, rescale, project, "train", None),
+    tflite = prepare_tflite(model, out_dir.parent, _data(None, rescale, project, "train", None),
                             project.quantize if project else QuantizeSettings(), console, _progress)
     result = run_compare(tflite, boards, trees, source, samples, seed, out_dir,
                          say=lambda text: console.print(text, highlight=False, markup=False))
