@@ -497,7 +497,7 @@ def compare(board: Optional[list[str]] = typer.Option(None, "--board", "-b", hel
                             project.quantize if project else QuantizeSettings(), console, _progress)
     result = run_compare(tflite, boards, trees, source, samples, seed, out_dir,
                          say=lambda text: console.print(text, highlight=False, markup=False))
-    console.print(markdown(result), markup=False, highlight=False)
+    console.print(markdown(result), markup=False, highlight=False, soft_wrap=True)
     console.print(f"wrote {out_dir / 'compare.json'}, compare.md, compare.png")
 
 

@@ -207,12 +207,14 @@ def plot(data: dict, path: Path) -> Path:
     for row, b in zip(axes, boards):
         names = [r["runtime"] for r in b["runtimes"]]
         for ax, key, title in zip(row, ("latency_per_mac", "arena_bytes", "code_bytes"),
-                                  (f"{_unit_note(b['unit'])} per MAC", "arena bytes",
+                                  (f"{b['unit']} per MAC", "arena bytes",
                                    "code bytes (no weights)")):
             ax.bar(names, [r[key] or 0 for r in b["runtimes"]],
                    color=["#1f77b4"] + ["#999999"] * (len(names) - 1))
             ax.set_title(f"{b['board']}: {title}", fontsize=9)
             ax.tick_params(axis="x", labelsize=8, rotation=15)
+    if any(b["unit"] == "instructions" for b in boards):
+        fig.suptitle("instructions: QEMU -icount shift=0 instruction counts, not time", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, format="png")
     plt.close(fig)
