@@ -84,3 +84,11 @@ def test_learning_rate_must_be_positive(tmp_path):
 
 def test_not_a_build_directory(tmp_path):
     assert_user_error(aqedge("measure", "--board", "stm32", str(tmp_path)), "not an aqedge build directory")
+
+
+def test_damaged_build_json_is_one_line(tmp_path):
+    (tmp_path / "build.json").write_text('{"board": "qemu-stm32f405", "model"')
+    assert_user_error(aqedge("measure", "--board", "stm32", str(tmp_path), "--data", "random"),
+                      "build.json is damaged", "rebuild")
+    (tmp_path / "build.json").write_text('{"board": "qemu-stm32f405"}')
+    assert_user_error(aqedge("flash", "--board", "stm32", str(tmp_path)), "build.json is damaged")

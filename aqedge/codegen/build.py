@@ -81,10 +81,14 @@ class BuildInfo:
         if not path.is_file():
             raise AqError(f"{build_dir} is not an aqedge build directory (no {BUILD_INFO}): "
                           "run `aqedge build` first")
-        raw = json.loads(path.read_text())
-        raw["input"] = TensorInfo(**raw["input"])
-        raw["output"] = TensorInfo(**raw["output"])
-        return cls(**raw)
+        try:
+            raw = json.loads(path.read_text())
+            raw["input"] = TensorInfo(**raw["input"])
+            raw["output"] = TensorInfo(**raw["output"])
+            return cls(**raw)
+        except (ValueError, TypeError, KeyError, UnicodeDecodeError) as exc:
+            raise AqError(f"{path} is damaged ({type(exc).__name__}: {exc}): rebuild "
+                          f"{build_dir} with `aqedge build`") from None
 
 
 def default_build_dir(board: Board) -> Path:
