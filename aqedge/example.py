@@ -6,7 +6,7 @@ import numpy as np
 
 
 def build_cnn():
-    """A small ReLU CNN for 28x28x1 images (fixed batch 1 for export, see NOTES.md)."""
+    """A small ReLU CNN for 28x28x1 images (fixed batch 1 for export: a free batch wraps Flatten in SHAPE/STRIDED_SLICE/PACK)."""
     import keras
     from keras import layers
 

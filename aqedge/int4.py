@@ -1,6 +1,6 @@
 """TFLite INT4 (TensorType 17): two values per byte, element 2i in the low nibble, 2i+1 in the
 high nibble, two's complement, sign-extended on unpack; an odd count ends in a low nibble.
-Same layout as TFLite, TFLite Micro and CMSIS-NN (ARCHITECTURE.md, contract)."""
+Same layout as TFLite, TFLite Micro and CMSIS-NN."""
 
 from __future__ import annotations
 

@@ -333,7 +333,7 @@ def _relu(graph: Graph, op: Op, p: str) -> KernelCall:
 
 def _min_max(graph: Graph, op: Op, p: str) -> KernelCall:
     """MINIMUM / MAXIMUM against a constant scalar: the clamp the converter emits around 4-bit
-    activations (NOTES.md). fold_clamps folds it into the producing op's output clamp, or makes
+    activations (docs/architecture.md, Memory). fold_clamps folds it into the producing op's output clamp, or makes
     it a standalone aq_clamp_s8 where it cannot."""
     if len(op.inputs) != 2:
         raise Unsupported("needs two inputs")

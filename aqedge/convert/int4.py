@@ -6,7 +6,7 @@ emits `TensorType.INT4` (17) filters for CONV_2D / DEPTHWISE_CONV_2D / FULLY_CON
 activations whose scale / zero point are the learned `s` / `−β/s`. The result is checked: no float
 tensor may remain, and every 4-bit weight must have come out as INT4.
 
-INT4 layout (ARCHITECTURE.md, contract): two values per byte, element 2i in the low nibble, 2i+1
+INT4 layout (aqedge/int4.py): two values per byte, element 2i in the low nibble, 2i+1
 in the high nibble, two's complement; an odd count ends in a low nibble (`pack_int4`).
 
 A QAT model made from a float model with leading Rescaling / Normalization layers starts with an
@@ -100,7 +100,7 @@ def convert_qat(qat_model, representative: np.ndarray | None = None, samples: in
         representative = transform.apply(np.asarray(representative[:samples]))
 
     converter = full_integer_converter(model, representative, samples)
-    # TFLite Micro refuses per-channel INT4 FULLY_CONNECTED (NOTES.md)
+    # TFLite Micro refuses per-channel INT4 FULLY_CONNECTED (fully_connected_common.cc)
     converter._experimental_disable_per_channel_quantization_for_dense_layers = True
     try:
         buf = converter.convert()

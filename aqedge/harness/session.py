@@ -397,7 +397,7 @@ def confusion_matrix(session: Session) -> dict | None:
 
 
 def metrics(session: Session) -> dict:
-    """The metrics.json contract (ARCHITECTURE.md), plus extras (status, link, profile, ...)."""
+    """The metrics.json contract (docs/protocol.md and README), plus extras (status, link, profile, ...)."""
     board, info, results = session.board, session.info, session.results
     measured = len(results)
     lat = latencies(session)

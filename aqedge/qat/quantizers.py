@@ -1,6 +1,6 @@
 """Quantizers: tiny serializable Keras layers holding learned quantization parameters.
 
-Two of them, following the adaptive-quantization method (ARCHITECTURE.md, arXiv 2107.08382):
+Two of them, following the adaptive-quantization method (docs/architecture.md, arXiv 2107.08382):
 
 * `ActivationQuantizer` — per-tensor learned scale `s` and shift `β` (LSQ+ style).
 * `WeightQuantizer` — symmetric, narrow range, learned scale per output channel (or per tensor).
@@ -11,7 +11,7 @@ Each has two forward paths with the same values:
   backward pass is exactly the documented pseudo-gradient;
 * export path (`export=True`, set by `aqedge.convert.convert_qat`): plain TF ops (clip + 8-bit
   `fake_quant_*`) that the TFLite converter turns into INT4 weights and int8 activations whose
-  scale/zero point are the learned `s` / `β` (NOTES.md: 4-bit activations).
+  scale/zero point are the learned `s` / `β` (docs/architecture.md: export).
 
 Rounding is `floor(v + 0.5)` (round half up) in both paths, as TF's FakeQuant kernels do.
 """
@@ -85,7 +85,7 @@ class ActivationQuantizer(keras.layers.Layer):
     r"""Per-tensor activation quantizer with learned scale `s` and shift `β`.
 
     Forward (levels `q ∈ [qmin, qmax]`, `β̃ = s·round(β/s)` keeps the shift on the step grid so the
-    int8 zero point `-β̃/s` is exact; see NOTES.md)::
+    int8 zero point `-β̃/s` is exact; docs/architecture.md, export)::
 
         u  = (x − β̃) / s
         x̂  = clamp(round(u), qmin, qmax) · s + β̃
