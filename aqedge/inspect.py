@@ -10,7 +10,7 @@ from rich.console import Group
 from rich.table import Table
 
 from .codegen.graph import read_tflite
-from .codegen.lower import lower
+from .codegen.lower import kernel_variants, lower
 from .codegen.plan import plan_memory
 from .convert import inspect_tflite
 from .convert.int4 import tflm_arena_bytes
@@ -45,9 +45,10 @@ def inspect_model(path: Path) -> dict:
         calls = lower(graph, path.name)
         info["aqedge_arena_bytes"] = plan_memory(graph, calls).arena_bytes
         info["macs"] = count_macs(calls)
+        info["kernels"] = kernel_variants(calls)
         info["unsupported"] = None
     except AqError as exc:
-        info["aqedge_arena_bytes"] = info["macs"] = None
+        info["aqedge_arena_bytes"] = info["macs"] = info["kernels"] = None
         info["unsupported"] = str(exc)
     info["tflm_arena_bytes"] = tflm_arena_bytes(data)
     info["input_transform"] = None
@@ -69,14 +70,15 @@ def inspect_table(info: dict) -> Group:
         bits = f"{t['bits']}b" if t.get("bits") and t["type"] == "INT8" and not t["constant"] else ""
         return f"{t['type'].lower()}{'·' + bits if bits and t['bits'] != 8 else ''}{list(t['shape'])}"
 
+    variants = {k["op"]: k["variant"] for k in info.get("kernels") or []}
     ops = Table(title=f"{info['model']}: {len(info['ops'])} ops", header_style="bold")
-    for col in ("#", "op", "input", "weights", "output"):
+    for col in ("#", "op", "input", "weights", "output", "kernel variant"):
         ops.add_column(col)
     for op in info["ops"]:
         ins = [i for i in op["inputs"] if i >= 0]
         weights = f"{op['weight_type'].lower()} {op['weight_bytes']:,} B" if "weight_type" in op else ""
         ops.add_row(str(op["index"]), f"{op['op']} v{op['version']}", describe(ins[0]) if ins else "",
-                    weights, ", ".join(describe(o) for o in op["outputs"]))
+                    weights, ", ".join(describe(o) for o in op["outputs"]), variants.get(op["index"], ""))
     summary = Table(show_header=False)
     summary.add_column("what")
     summary.add_column("value", justify="right")

@@ -86,8 +86,8 @@ def test_w4a4_through_the_cli_on_emulated_stm32(tmp_path):
     assert "int4" in shown and "TFLite Micro arena bytes" in shown
     cli("build", "--board", "stm32", "--model", "w4a4.tflite", "-o", "fw")
     model_c = (tmp_path / "fw" / "model.c").read_text()
-    assert "aq_conv_s4(" in model_c and "aq_fully_connected_s4(" in model_c
-    assert "aq_fully_connected_s8(" in model_c          # the hidden Dense, kept at 8 bits
+    assert "aq_conv_s4(" in model_c and "aq_fully_connected_matvec_s4(" in model_c
+    assert "aq_fully_connected_matvec_s8(" in model_c   # the hidden Dense, kept at 8 bits
     assert "folded into the producer's output clamp" in model_c
     cli("measure", "--board", "stm32", "fw", "--samples", "50", "-o", "metrics.json")
     m = json.loads((tmp_path / "metrics.json").read_text())

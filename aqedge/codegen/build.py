@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +14,7 @@ from ..boards import Board, fit_hint
 from ..errors import AqError
 from ..preprocess import Affine
 from .graph import Graph, Tensor, read_tflite
-from .lower import lower
+from .lower import kernel_variants, lower
 from .plan import plan_memory
 from .project import compile_project, rx_max_for_input, write_project
 from .render import render_model
@@ -71,6 +71,9 @@ class BuildInfo:
     #: TFLM builds: which TFLM sources were compiled, e.g. "115 of 317 (the model's ops)", or
     #: "198 of 317 (all but unused op kernels: the selection missed a symbol)".
     tflm_sources: str | None = None
+    #: aqedge builds: the kernel variant of each MAC layer, chosen at build time
+    #: (aqedge/codegen/dispatch.py): rows {op, opcode, kernel, variant, why}.
+    kernels: list[dict] = field(default_factory=list)
 
     def save(self, build_dir: Path) -> None:
         (build_dir / BUILD_INFO).write_text(json.dumps(asdict(self), indent=2) + "\n")
@@ -130,6 +133,6 @@ def build(model_path: Path, board: Board, out_dir: Path) -> BuildInfo:
                      ops=len(graph.ops), arena_bytes=plan.arena_bytes,
                      flash_bytes=image.flash_bytes, ram_bytes=image.ram_bytes,
                      input=TensorInfo.of(inp, graph.input_transform), output=TensorInfo.of(out),
-                     elf=str(image.elf.relative_to(out_dir)))
+                     elf=str(image.elf.relative_to(out_dir)), kernels=kernel_variants(calls))
     info.save(out_dir)
     return info

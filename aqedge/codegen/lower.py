@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import AqError
+from . import dispatch
 from . import fixedpoint as fp
 from .graph import Graph, Op, Tensor
 
@@ -51,6 +52,8 @@ class KernelCall:
     # aq_lut_codes (through aq_lut_scratch for a two-op Swish).
     table: list[tuple[str, str, dict[str, Any], list[str]]] | None = None
     comment: str = ""
+    #: MAC layers: the kernel variant dispatch.py chose (named in model.c, inspect, build.json).
+    variant: dispatch.Variant | None = None
 
 
 class Unsupported(Exception):
@@ -97,22 +100,38 @@ def _weights(t: Tensor | None, what: str) -> Tensor:
     return t
 
 
-def _weight_array(w: Tensor, name: str, layout: str) -> tuple[str, ConstArray]:
-    """The kernel suffix (s8 / s4) and the flash array of a weight tensor; INT4 stays packed."""
-    if w.dtype == "int4":
-        packed = np.frombuffer(w.packed, np.uint8)
-        return "s4", ConstArray(name, "uint8_t", packed,
-                                f"{layout} {list(w.shape)}, INT4 packed two per byte ({len(packed)} bytes)")
-    return "s8", ConstArray(name, "int8_t", w.data.reshape(-1), f"{layout} {list(w.shape)}")
-
-
-def _bias(graph: Graph, index: int, channels: int, name: str) -> tuple[str, list[ConstArray]]:
+def _bias_values(graph: Graph, index: int, channels: int) -> np.ndarray | None:
     t = graph.tensor(index)
     if t is None:
-        return "0", []
+        return None
     if t.dtype != "int32" or not t.is_constant:
         raise Unsupported(f"bias is {t.dtype}{'' if t.is_constant else ' (not constant)'}; int32 constants are supported")
-    return name, [ConstArray(name, "int32_t", t.data.reshape(-1)[:channels], f"bias [{channels}]")]
+    return t.data.reshape(-1)[:channels]
+
+
+def _mac_arrays(graph: Graph, op: Op, p: str, kind: str, params: dict[str, Any], w: Tensor,
+                shifts: list[int], weight_name: str, layout: str) -> tuple[dispatch.Variant, str, list[ConstArray]]:
+    """The kernel variant of a MAC layer (dispatch.py) and its flash arrays: the weights in the
+    variant's order (INT4 stays packed) and the bias it takes; sets params["q"]["guard"].
+    Returns (variant, bias argument, arrays)."""
+    s4 = w.dtype == "int4"
+    bias = _bias_values(graph, op.inputs[2] if len(op.inputs) > 2 else -1, params["out_c"])
+    q = params["q"]
+    q["guard"] = dispatch.requant_guard(kind, w.data, bias, shifts, q["input_offset"])
+    v = dispatch.select(kind, params, s4, w.data, bias, shifts)
+    values = v.layout(w.data, params, s4)
+    bias = v.bias(bias, w.data, q["input_offset"])
+    order = "" if v.relayout is None else f", in the {v.name} kernel's order"
+    packing = f", INT4 packed two per byte ({len(values)} bytes)" if s4 else ""
+    arrays = [ConstArray(weight_name, "uint8_t" if s4 else "int8_t", values,
+                         f"{layout} {list(w.shape)}{packing}{order}")]
+    if bias is None:
+        return v, "0", arrays
+    if kind == "depthwise":   # padded as the requantisation arrays (_depthwise)
+        bias = np.concatenate([np.asarray(bias, np.int64), np.zeros(-len(bias) % 8, np.int64)])
+    folded = ", input offset folded in" if v.folds_offset else ""
+    arrays.append(ConstArray(f"{p}_bias", "int32_t", np.asarray(bias, np.int64), f"bias [{len(bias)}]{folded}"))
+    return v, f"{p}_bias", arrays
 
 
 def _requant(p: str, in_t: Tensor, out_t: Tensor, mults, shifts, act) -> tuple[dict, list[ConstArray]]:
@@ -194,16 +213,14 @@ def _conv(graph: Graph, op: Op, p: str) -> KernelCall:
     if in_c % f_in_c or out_c % (in_c // f_in_c):
         raise Unsupported(f"filter depth {f_in_c} does not divide input depth {in_c}")
     mults, shifts = fp.conv_multipliers(x.single_scale(), w.scale, y.single_scale(), out_c)
-    q, arrays = _requant(p, x, y, mults, shifts, _fused(op, y))
-    bias, bias_arrays = _bias(graph, op.inputs[2] if len(op.inputs) > 2 else -1, out_c, f"{p}_bias")
-    suffix, filter_array = _weight_array(w, f"{p}_filter", "filter OHWI")
-    arrays = [filter_array] + bias_arrays + arrays
+    q, rq_arrays = _requant(p, x, y, mults, shifts, _fused(op, y))
     params = {"in_h": in_h, "in_w": in_w, "in_c": in_c, "out_h": out_h, "out_w": out_w,
               "out_c": out_c, "k_h": k_h, "k_w": k_w, "filter_in_c": f_in_c,
               **_conv_geometry(op, (in_h, in_w), (k_h, k_w), (out_h, out_w)), "q": q}
-    return KernelCall(op, f"aq_conv_{suffix}", "aq_conv_params", params,
-                      [op.inputs[0], f"{p}_filter", bias, op.outputs[0]], arrays,
-                      inplace=[(op.inputs[0], _window_lead(params))],
+    v, bias, arrays = _mac_arrays(graph, op, p, "conv", params, w, shifts, f"{p}_filter", "filter OHWI")
+    return KernelCall(op, v.kernel, "aq_conv_params", params,
+                      [op.inputs[0], f"{p}_filter", bias, op.outputs[0]], arrays + rq_arrays,
+                      inplace=[(op.inputs[0], _window_lead(params))], variant=v,
                       comment=f"{k_h}x{k_w} conv {in_h}x{in_w}x{in_c} -> {out_h}x{out_w}x{out_c}")
 
 
@@ -217,16 +234,16 @@ def _depthwise(graph: Graph, op: Op, p: str) -> KernelCall:
         raise Unsupported(f"filter shape {list(w.shape)} does not fit {in_c} -> {out_c} channels")
     _, k_h, k_w, _ = w.shape
     mults, shifts = fp.conv_multipliers(x.single_scale(), w.scale, y.single_scale(), out_c)
-    q, arrays = _requant(p, x, y, mults, shifts, _fused(op, y))
-    bias, bias_arrays = _bias(graph, op.inputs[2] if len(op.inputs) > 2 else -1, out_c, f"{p}_bias")
-    suffix, filter_array = _weight_array(w, f"{p}_filter", "filter 1HWC")
-    arrays = [filter_array] + bias_arrays + arrays
+    # Padded to a multiple of 8 channels: the Cortex-M ports read a last partial group whole.
+    pad = -out_c % 8
+    q, rq_arrays = _requant(p, x, y, mults + [0] * pad, shifts + [-1] * pad, _fused(op, y))
     params = {"in_h": in_h, "in_w": in_w, "in_c": in_c, "out_h": out_h, "out_w": out_w,
               "out_c": out_c, "k_h": k_h, "k_w": k_w, "depth_multiplier": out_c // in_c,
               **_conv_geometry(op, (in_h, in_w), (k_h, k_w), (out_h, out_w)), "q": q}
-    return KernelCall(op, f"aq_depthwise_conv_{suffix}", "aq_depthwise_conv_params", params,
-                      [op.inputs[0], f"{p}_filter", bias, op.outputs[0]], arrays,
-                      inplace=[(op.inputs[0], _window_lead(params))],
+    v, bias, arrays = _mac_arrays(graph, op, p, "depthwise", params, w, shifts, f"{p}_filter", "filter 1HWC")
+    return KernelCall(op, v.kernel, "aq_depthwise_conv_params", params,
+                      [op.inputs[0], f"{p}_filter", bias, op.outputs[0]], arrays + rq_arrays,
+                      inplace=[(op.inputs[0], _window_lead(params))], variant=v,
                       comment=f"{k_h}x{k_w} depthwise {in_h}x{in_w}x{in_c} -> {out_h}x{out_w}x{out_c}")
 
 
@@ -244,14 +261,12 @@ def _fully_connected(graph: Graph, op: Op, p: str) -> KernelCall:
     else:
         m, s = fp.fc_multiplier(x.single_scale(), w.single_scale(), y.single_scale())
         mults, shifts = [m] * out_c, [s] * out_c
-    q, arrays = _requant(p, x, y, mults, shifts, _fused(op, y))
-    bias, bias_arrays = _bias(graph, op.inputs[2] if len(op.inputs) > 2 else -1, out_c, f"{p}_bias")
-    suffix, weight_array = _weight_array(w, f"{p}_weights", "weights")
-    arrays = [weight_array] + bias_arrays + arrays
+    q, rq_arrays = _requant(p, x, y, mults, shifts, _fused(op, y))
     params = {"batches": x.size // depth, "accum_depth": depth, "out_c": out_c, "q": q}
-    return KernelCall(op, f"aq_fully_connected_{suffix}", "aq_fully_connected_params", params,
-                      [op.inputs[0], f"{p}_weights", bias, op.outputs[0]], arrays,
-                      comment=f"fully connected {depth} -> {out_c}")
+    v, bias, arrays = _mac_arrays(graph, op, p, "fully_connected", params, w, shifts, f"{p}_weights", "weights")
+    return KernelCall(op, v.kernel, "aq_fully_connected_params", params,
+                      [op.inputs[0], f"{p}_weights", bias, op.outputs[0]], arrays + rq_arrays,
+                      variant=v, comment=f"fully connected {depth} -> {out_c}")
 
 
 def _pool(graph: Graph, op: Op, p: str) -> KernelCall:
@@ -757,6 +772,13 @@ def tabulate(graph: Graph, calls: list[KernelCall]) -> None:
         call.params = {"size": call.params["size"]}
         call.args = [name, x, call.op.outputs[0]]
         call.inplace = [(x, 0)]   # elementwise: reads i, then writes i
+
+
+def kernel_variants(calls) -> list[dict]:
+    """The kernel variant of each MAC layer, as dispatch.py chose it at build time: rows
+    {op, opcode, kernel, variant, why} (also in build.json and the comments of model.c)."""
+    return [{"op": c.op.index, "opcode": c.op.opcode, "kernel": c.kernel, "variant": c.variant.name,
+             "why": c.variant.why} for c in calls if c.variant is not None]
 
 
 def lower(graph: Graph, label: str) -> list[KernelCall]:

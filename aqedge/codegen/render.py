@@ -66,6 +66,7 @@ def render_model(graph: Graph, calls: list[KernelCall], plan: MemoryPlan, model_
     # The kernel calls in the order aq_model_invoke() makes them: the labels of the per-op
     # profile the firmware returns (aq_model_op_hook, docs/protocol.md PROFILE).
     (out_dir / PROFILE_OPS).write_text(json.dumps(
-        [{"op": c.op.index, "opcode": c.op.opcode, "kernel": c.kernel} for c in calls if c.kernel],
+        [{"op": c.op.index, "opcode": c.op.opcode, "kernel": c.kernel,
+          "variant": c.variant.name if c.variant else None} for c in calls if c.kernel],
         indent=1) + "\n")
     return list(MODEL_SOURCES)

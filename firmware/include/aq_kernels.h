@@ -18,6 +18,9 @@ typedef struct {
   int32_t act_min, act_max;  /* fused activation clamp, in output integers */
   const int32_t *multiplier; /* per output channel */
   const int32_t *shift;      /* per output channel, > 0 is a left shift */
+  int32_t guard;             /* 1: some channel's sums can leave the range of the optimised
+                              * ports' short requantisation, so they range-check every output
+                              * (set at build time, aqedge/codegen/dispatch.py requant_guard) */
 } aq_requant;
 
 typedef struct {
@@ -38,6 +41,13 @@ void aq_conv_s8(const aq_conv_params *p, const int8_t *input, const int8_t *filt
 void aq_conv_s4(const aq_conv_params *p, const int8_t *input, const uint8_t *filter,
                 const int32_t *bias, int8_t *output);
 
+/* CONV_2D through the portable loops on every target: grouped convolutions, INT4 rows that start
+ * mid-byte. */
+void aq_conv_loops_s8(const aq_conv_params *p, const int8_t *input, const int8_t *filter,
+                      const int32_t *bias, int8_t *output);
+void aq_conv_loops_s4(const aq_conv_params *p, const int8_t *input, const uint8_t *filter,
+                      const int32_t *bias, int8_t *output);
+
 typedef struct {
   int16_t in_h, in_w, in_c;
   int16_t out_h, out_w, out_c; /* out_c = in_c * depth_multiplier */
@@ -56,6 +66,24 @@ void aq_depthwise_conv_s8(const aq_depthwise_conv_params *p, const int8_t *input
 void aq_depthwise_conv_s4(const aq_depthwise_conv_params *p, const int8_t *input,
                           const uint8_t *filter, const int32_t *bias, int8_t *output);
 
+/* DEPTHWISE_CONV_2D, depth multiplier 1, weights in a table built at build time (int8 and INT4
+ * weights alike widened to int16, aqedge/codegen/dispatch.py):
+ * "table": any kernel size, per 4-channel group and tap the pairs (w0, w2) (w1, w3);
+ * "3x3": 3x3 kernels, the input offset and the bias folded into the table (`bias` unused). */
+void aq_depthwise_conv_table_s8(const aq_depthwise_conv_params *p, const int8_t *input,
+                                const int8_t *filter, const int32_t *bias, int8_t *output);
+void aq_depthwise_conv_table_s4(const aq_depthwise_conv_params *p, const int8_t *input,
+                                const uint8_t *filter, const int32_t *bias, int8_t *output);
+/* "mult2": depth multiplier 2, any kernel size, per 8 outputs and tap the pairs (w0, w1) ... */
+void aq_depthwise_conv_mult2_s8(const aq_depthwise_conv_params *p, const int8_t *input,
+                                const int8_t *filter, const int32_t *bias, int8_t *output);
+void aq_depthwise_conv_mult2_s4(const aq_depthwise_conv_params *p, const int8_t *input,
+                                const uint8_t *filter, const int32_t *bias, int8_t *output);
+void aq_depthwise_conv_3x3_s8(const aq_depthwise_conv_params *p, const int8_t *input,
+                              const int8_t *filter, const int32_t *bias, int8_t *output);
+void aq_depthwise_conv_3x3_s4(const aq_depthwise_conv_params *p, const int8_t *input,
+                              const uint8_t *filter, const int32_t *bias, int8_t *output);
+
 typedef struct {
   int32_t batches;
   int32_t accum_depth;
@@ -69,6 +97,13 @@ void aq_fully_connected_s8(const aq_fully_connected_params *p, const int8_t *inp
 /* FULLY_CONNECTED, packed INT4 weights. */
 void aq_fully_connected_s4(const aq_fully_connected_params *p, const int8_t *input,
                            const uint8_t *filter, const int32_t *bias, int8_t *output);
+/* FULLY_CONNECTED, matrix x vector per batch (batches 1 to 3): weights in the matvec layout
+ * (4 rows side by side, see aqedge/codegen/dispatch.py), `bias` = bias + input_offset * row sum
+ * (required). */
+void aq_fully_connected_matvec_s8(const aq_fully_connected_params *p, const int8_t *input,
+                                  const int8_t *filter, const int32_t *bias, int8_t *output);
+void aq_fully_connected_matvec_s4(const aq_fully_connected_params *p, const int8_t *input,
+                                  const uint8_t *filter, const int32_t *bias, int8_t *output);
 
 typedef struct {
   int16_t in_h, in_w, channels;

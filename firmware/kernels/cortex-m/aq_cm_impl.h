@@ -7,9 +7,10 @@
  * SXTB16 gives the weights, and then run a 2-channel x 2-pixel SMLAD loop that reads int8 or
  * packed INT4 weights straight from flash (unpacked in registers, never copied to RAM).
  *
- * Requantisation is fused into the output loop. Its fast form needs |acc| < 2^30 and a right
- * shift on every channel (the normal case); each kernel checks that once per call from the
- * weight count and the biases, and otherwise uses the portable aq_requantize(). */
+ * Requantisation is fused into the output loop. Its short form needs |acc| < 2^30 and a right
+ * shift (the normal case); where the build could not prove that for every channel and input
+ * (aq_requant.guard, from the layer's weights and biases), every output is range-checked and
+ * takes TFLite's long form when needed (aq_cm_requant_exact). The MAC loops are the same. */
 #ifndef AQ_CM_IMPL_H
 #define AQ_CM_IMPL_H
 
@@ -87,26 +88,21 @@ AQ_CM_INLINE int32_t aq_cm_smlatt(uint32_t a, uint32_t b, int32_t acc) {
   return r;
 }
 
+AQ_CM_INLINE int32_t aq_cm_smlatb(uint32_t a, uint32_t b, int32_t acc) {
+  int32_t r;
+  __asm__("smlatb %0, %1, %2, %3" : "=r"(r) : "r"(a), "r"(b), "r"(acc));
+  return r;
+}
+
+AQ_CM_INLINE int32_t aq_cm_smlabt(uint32_t a, uint32_t b, int32_t acc) {
+  int32_t r;
+  __asm__("smlabt %0, %1, %2, %3" : "=r"(r) : "r"(a), "r"(b), "r"(acc));
+  return r;
+}
+
 /* The offset in both halfwords, for SXTAB16. */
 AQ_CM_INLINE uint32_t aq_cm_dup16(int32_t v) {
   return ((uint32_t)v & 0xFFFFu) * 0x10001u;
-}
-
-/* True when the fast requantisation is exact for every channel: |acc << left shift| < 2^30
- * given `max_abs_products` (bound of the sum of products) and the biases. */
-AQ_CM_INLINE int aq_cm_fast_ok(const aq_requant *q, const int32_t *bias, int32_t channels,
-                               int64_t max_abs_products) {
-  int64_t max_bias = 0;
-  int32_t max_left = 0;
-  for (int32_t c = 0; c < channels; ++c) {
-    if (q->multiplier[c] < 0 || q->shift[c] > 30) return 0;
-    if (q->shift[c] > max_left) max_left = q->shift[c];
-    if (bias) {
-      const int64_t b = bias[c] < 0 ? -(int64_t)bias[c] : bias[c];
-      if (b > max_bias) max_bias = b;
-    }
-  }
-  return max_abs_products + max_bias < ((int64_t)1 << (30 - max_left));
 }
 
 /* ---- The 4-pixel column buffer ----
@@ -211,6 +207,7 @@ typedef struct {
   int32_t s4_hi;          /* INT4 sums fit 4096 * |sum| < 2^31: the x4096 lanes (aq_cm_matmul.c) */
   int32_t off2p1;         /* 2 * output_offset + 1 */
   int32_t plain;          /* every channel shifts right and K has no chunk tail: the usual case */
+  int32_t guarded;        /* q->guard: range-check every output (aq_cm_requant_exact) */
 } aq_cm_mm;
 
 AQ_CM_INLINE void aq_cm_mm_init(aq_cm_mm *mm, int32_t K, const void *filter, const int32_t *bias,
@@ -218,7 +215,7 @@ AQ_CM_INLINE void aq_cm_mm_init(aq_cm_mm *mm, int32_t K, const void *filter, con
   mm->K = K;
   mm->kc = K / AQ_CM_CHUNK(s4);
   mm->tail = K - mm->kc * AQ_CM_CHUNK(s4);
-  mm->row_bytes = s4 ? K / 2 : K;
+  mm->row_bytes = s4 ? (K + 1) / 2 : K;   /* INT4: an odd row is padded to a byte (dispatch.py) */
   mm->n_ch = n_ch;
   mm->out_stride = out_stride;
   mm->filter = filter;
@@ -230,7 +227,8 @@ AQ_CM_INLINE void aq_cm_mm_init(aq_cm_mm *mm, int32_t K, const void *filter, con
   /* Largest |x + input_offset| times largest |w| (8) times K. */
   const int32_t xo = q->input_offset, xmax = (xo + 127 > 128 - xo) ? xo + 127 : 128 - xo;
   mm->s4_hi = s4 && (int64_t)K * 8 * xmax < ((int64_t)1 << 19);
-  mm->plain = mm->tail == 0;
+  mm->guarded = q->guard;
+  mm->plain = mm->tail == 0 && !q->guard;
   for (int32_t c = 0; c < n_ch; ++c) mm->plain &= q->shift[c] < 0;
 }
 
@@ -251,19 +249,28 @@ AQ_CM_INLINE int32_t aq_cm_requant2_any(int32_t acc2, int32_t m, int32_t shift, 
   return aq_cm_smmulr(acc2 << shift, m) + (off2p1 >> 1);
 }
 
+/* Requantise one (not doubled) accumulator, TFLite's result for every acc and shift: the
+ * SMMULR form when it is exact (a right shift, |acc| < 2^30), aq_requantize() otherwise (a
+ * per-output guard, not a slower path for the layer). */
+AQ_CM_INLINE int32_t aq_cm_requant_exact(int32_t acc, int32_t m, int32_t shift, int32_t off2p1) {
+  if (shift < 0 && (uint32_t)acc + 0x40000000u < 0x80000000u)
+    return aq_cm_requant2(2 * acc, m, ~shift, off2p1);
+  return aq_requantize(acc, m, shift) + (off2p1 >> 1);
+}
+
 /* Requantise one (not doubled) accumulator of channel c to int8; fast when the call
  * checked aq_cm_fast_ok(). */
 AQ_CM_INLINE int8_t aq_cm_out(int32_t acc, const aq_requant *q, int32_t c, int fast) {
-  int32_t x = fast ? aq_cm_requant2_any(2 * acc, q->multiplier[c], q->shift[c], 2 * q->output_offset + 1)
-                   : aq_requantize(acc, q->multiplier[c], q->shift[c]) + q->output_offset;
+  const int32_t o2 = 2 * q->output_offset + 1;
+  int32_t x = fast ? aq_cm_requant2_any(2 * acc, q->multiplier[c], q->shift[c], o2)
+                   : aq_cm_requant_exact(acc, q->multiplier[c], q->shift[c], o2);
   x = x < q->act_min ? q->act_min : x;
   x = x > q->act_max ? q->act_max : x;
   return (int8_t)x;
 }
 
 /* Every output channel of n_pix <= 4 pixels from a filled column buffer: pixel p's outputs
- * go to out + p * out_stride. Only for calls that passed aq_cm_fast_ok() (the kernels fall
- * back to the portable loops otherwise). In aq_cm_matmul.c: its inner loop is hand-allocated
+ * go to out + p * out_stride. In aq_cm_matmul.c: its inner loop is hand-allocated
  * asm needing every register including r7, so it must not be inlined into a kernel with a
  * frame pointer. */
 void aq_cm_matmul_4px_s8(const aq_cm_mm *mm, const uint32_t *col, int8_t *out, int n_pix);

@@ -52,7 +52,8 @@
  * doubled sums. */
 AQ_CM_INLINE void aq_cm_tail(const aq_cm_mm *mm, const uint8_t *wrow, const int16_t *tail_x,
                              int32_t *y0, int32_t *y1, int32_t *y2, int32_t *y3, int s4) {
-  if (s4) {   /* K is even, so an INT4 tail is whole weight pairs: one SMLAD per pixel */
+  if (s4) {   /* whole weight pairs (an odd row's last weight pairs with its zero pad nibble,
+               * the column element after it is stale but multiplied by 0): one SMLAD per pixel */
     for (int32_t t = 0; t < mm->tail; t += 2) {
       const int32_t i = mm->kc * AQ_CM_CHUNK(s4) + t;
       const uint32_t w2 = ((uint32_t)(2 * aq_cm_weight(wrow, i, 1)) & 0xFFFFu) |
@@ -148,7 +149,15 @@ static inline __attribute__((always_inline)) void aq_cm_matmul(const aq_cm_mm *m
     int32_t y0 = b2 + (a0 >> sh4), y1 = b2 + (a1 >> sh4), y2 = b2 + (a2 >> sh4),
             y3 = b2 + (a3 >> sh4);
     const int32_t m = q->multiplier[c], sh = q->shift[c], o2 = mm->off2p1;
-    if (common == 1) {   /* no tail, right shifts only: the usual layer */
+    if (!common && mm->guarded) {   /* plain sums + the bias, wrapped as TFLite's; checked */
+      int32_t d0 = a0 >> sh4, d1 = a1 >> sh4, d2 = a2 >> sh4, d3 = a3 >> sh4;
+      aq_cm_tail(mm, wrow, tail_x, &d0, &d1, &d2, &d3, s4);
+      const uint32_t b = mm->bias ? (uint32_t)mm->bias[c] : 0u;
+      y0 = aq_cm_requant_exact((int32_t)((uint32_t)(d0 >> 1) + b), m, sh, o2);
+      y1 = aq_cm_requant_exact((int32_t)((uint32_t)(d1 >> 1) + b), m, sh, o2);
+      y2 = aq_cm_requant_exact((int32_t)((uint32_t)(d2 >> 1) + b), m, sh, o2);
+      y3 = aq_cm_requant_exact((int32_t)((uint32_t)(d3 >> 1) + b), m, sh, o2);
+    } else if (common == 1) {   /* no tail, right shifts only: the usual layer */
       const int32_t em1 = ~sh;
       y0 = aq_cm_requant2(y0, m, em1, o2);
       y1 = aq_cm_requant2(y1, m, em1, o2);
@@ -188,7 +197,7 @@ static inline __attribute__((always_inline)) void aq_cm_matmul_any(const aq_cm_m
                                                                    const uint32_t *col,
                                                                    int8_t *out, int n_pix,
                                                                    int s4) {
-  const int common = n_pix == 4 && mm->bias ? (mm->plain ? 1 : 2) : 0;
+  const int common = n_pix == 4 && mm->bias && !mm->guarded ? (mm->plain ? 1 : 2) : 0;
   if (common == 1 && mm->sat == 8) {
     if (s4 && mm->s4_hi)
       aq_cm_matmul(mm, col, out, 4, 2, 1, 8);

@@ -1,0 +1,8 @@
+/* DEPTHWISE_CONV_2D, depth multiplier 1, any kernel size: the "table" variant for int8 weights
+ * (widened to int16 pairs at build time, aqedge/codegen/dispatch.py), TFLite's arithmetic. */
+#include "aq_mac_impl.h"
+
+void aq_depthwise_conv_table_s8(const aq_depthwise_conv_params *p, const int8_t *input,
+                                const int8_t *filter, const int32_t *bias, int8_t *output) {
+  aq_depthwise_conv_table_impl(p, input, filter, bias, output);
+}
