@@ -484,13 +484,15 @@ TYPICAL: dict[str, list[dict[str, Any]]] = {
              dict(h=8, w=8, in_c=3, out_c=8, k=3, stride=2),
              dict(h=8, w=8, in_c=1, out_c=8, k=3, stride=2),
              dict(h=3, w=3, in_c=64, out_c=16, k=3), dict(h=5, w=5, in_c=4, out_c=4, k=5),
-             dict(h=9, w=5, in_c=1, out_c=16, k=(4, 2), stride=2)],
+             dict(h=9, w=5, in_c=1, out_c=16, k=(4, 2), stride=2),
+             dict(h=1, w=5, in_c=40, out_c=9, k=1, stride=2)],
     "depthwise": [dict(h=6, w=6, in_c=16), dict(h=7, w=7, in_c=24, stride=2),
                   dict(h=5, w=5, in_c=8, multiplier=2), dict(h=6, w=6, in_c=16, k=5),
                   dict(h=7, w=7, in_c=32, k=5, stride=2), dict(h=3, w=3, in_c=128),
                   dict(h=1, w=1, in_c=256), dict(h=5, w=4, in_c=13), dict(h=6, w=6, in_c=60),
                   dict(h=4, w=4, in_c=64, padding="valid"), dict(h=8, w=8, in_c=8, stride=2,
-                                                                 padding="valid")],
+                                                                 padding="valid"),
+                  dict(h=4, w=4, in_c=5, multiplier=3)],
     "fully_connected": [dict(depth=1024, out_c=10), dict(depth=256, out_c=32),
                         dict(depth=64, out_c=2), dict(depth=100, out_c=7),
                         dict(depth=4096, out_c=4), dict(depth=300, out_c=13, batches=2),
@@ -844,6 +846,8 @@ def render_harness(prepared: list[_Prepared], peer: str, target_ticks: int,
             *_prototypes(prepared), ""]
     if peer == "portable":
         head += _portable_peers(prepared)
+    scratch = max([pc.call.variant.scratch_bytes for pc in prepared] + [4])
+    head += [f"static int32_t aq_scratch[{-(-scratch // 4)}]; /* as model.c's */", ""]
     body = [_case_data(i, pc) + "\n" + _case_calls(i, pc, peer) for i, pc in enumerate(prepared)]
     table = ["static const aqh_case aqh_cases[] = {"] + [
         f"  {{aqh_c{i}_aq, aqh_c{i}_peer, aqh_c{i}_input, {pc.case.input.size}u, "

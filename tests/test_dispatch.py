@@ -19,8 +19,8 @@ def _q(guard: int = 0, input_offset: int = 3) -> dict:
     return {"input_offset": input_offset, "guard": guard}
 
 
-def _conv(in_c=16, out_c=8, k=1, filter_in_c=None) -> dict:
-    return {"in_h": 6, "in_w": 6, "in_c": in_c, "out_h": 6, "out_w": 6, "out_c": out_c, "k_h": k,
+def _conv(in_c=16, out_c=8, k=1, filter_in_c=None, hw=6) -> dict:
+    return {"in_h": hw, "in_w": hw, "in_c": in_c, "out_h": hw, "out_w": hw, "out_c": out_c, "k_h": k,
             "k_w": k, "filter_in_c": filter_in_c or in_c, "stride_h": 1, "stride_w": 1, "dil_h": 1,
             "dil_w": 1, "pad_h": k // 2, "pad_w": k // 2, "q": _q()}
 
@@ -51,7 +51,9 @@ def _select(kind: str, params: dict, s4: bool = False, bias_value: int = 100, sh
 @pytest.mark.parametrize("kind, params, s4, variant, kernel", [
     ("conv", _conv(), False, "im2col", "aq_conv_s8"),
     ("conv", _conv(k=3), True, "im2col", "aq_conv_s4"),
-    ("conv", _conv(in_c=3, k=3), True, "im2col", "aq_conv_s4"),    # K = 27: rows padded to bytes
+    ("conv", _conv(hw=1, in_c=192, out_c=3), False, "matvec", "aq_conv_matvec_s8"),
+    ("conv", _conv(hw=2), True, "im2col", "aq_conv_s4"),                     # 4 pixels
+    ("conv", _conv(in_c=3, k=3), True, "im2col", "aq_conv_s4"),    # K = 27: rows padded to 32
     ("conv", _conv(in_c=16, filter_in_c=4), False, "loops", "aq_conv_loops_s8"),  # grouped
     ("depthwise", _dw(), False, "3x3", "aq_depthwise_conv_3x3_s8"),
     ("depthwise", _dw(c=13), True, "3x3", "aq_depthwise_conv_3x3_s4"),
@@ -62,7 +64,7 @@ def _select(kind: str, params: dict, s4: bool = False, bias_value: int = 100, sh
     ("fully_connected", _fc(), False, "matvec", "aq_fully_connected_matvec_s8"),
     ("fully_connected", _fc(batches=3), True, "matvec", "aq_fully_connected_matvec_s4"),
     ("fully_connected", _fc(batches=8), False, "batched", "aq_fully_connected_s8"),
-    ("fully_connected", _fc(batches=8, depth=41), True, "matvec", "aq_fully_connected_matvec_s4"),
+    ("fully_connected", _fc(batches=8, depth=41), True, "batched", "aq_fully_connected_s4"),
 ])
 def test_variant_per_shape(kind, params, s4, variant, kernel):
     v = _select(kind, params, s4)
@@ -113,13 +115,17 @@ def test_matvec_layout_holds_every_weight_where_the_kernels_read_it(s4, n, K):
             assert value == w[i, k], (i, k)
 
 
-def test_odd_int4_rows_start_on_whole_bytes():
-    w = np.arange(2 * 27).reshape(2, 3, 3, 3) % 16 - 8
-    v = _select("conv", _conv(in_c=3, k=3), True)
-    raw = v.layout(w, _conv(in_c=3, k=3), True)
-    assert raw.size == 2 * 14
-    assert (int(raw[13]) >> 4) == 0                                  # row 0's pad nibble
-    assert int(raw[14]) & 0xF == w.reshape(2, -1)[1, 0] & 0xF        # row 1 starts on byte 14
+@pytest.mark.parametrize("s4, K, padded", [(False, 27, 28), (True, 27, 32), (False, 64, 64), (True, 60, 64)])
+def test_column_rows_padded_to_whole_words(s4, K, padded):
+    w = np.random.default_rng(K).integers(-8, 8, (3, K))
+    raw = dispatch.column_layout(w, _fc(depth=K, out_c=3), s4)
+    assert dispatch.padded_k(K, s4) == padded and raw.size == 3 * padded // (2 if s4 else 1)
+    row = padded // (2 if s4 else 1)
+    for r in range(3):
+        b = raw.view(np.uint8)[r * row:(r + 1) * row].astype(np.int64)
+        vals = np.stack([b & 0xF, b >> 4], axis=1).reshape(-1) if s4 else b
+        vals = np.where(vals > (7 if s4 else 127), vals - (16 if s4 else 256), vals)
+        assert list(vals[:K]) == list(w[r]) and not vals[K:].any()
 
 
 def test_offset_folded_bias_wraps_like_tflite():
@@ -154,5 +160,9 @@ def test_model_c_inspect_and_build_json_name_the_variants(tiny, tmp_path):
     for k in info["kernels"]:
         assert f"variant {k['variant']}: {k['why']}" in model_c
         assert f"  {k['kernel']}(&op{k['op']}_params" in model_c
+    # the column buffer is model.c's aq_scratch, sized for the largest im2col row, not the stack
+    K = max(k_h * k_w * c for k_h, k_w, c in [(10, 4, 1), (1, 1, 64)])
+    assert f"static int32_t aq_scratch[{dispatch.column_bytes(K, False) // 4}];" in model_c
+    assert ".scratch = aq_scratch" in model_c and ".scratch = 0" in model_c  # matvec needs none
     ops = json.loads((tmp_path / "model_ops.json").read_text())
     assert [o["variant"] for o in ops if o["variant"]] == [k["variant"] for k in info["kernels"]]

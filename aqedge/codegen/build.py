@@ -14,7 +14,7 @@ from ..boards import Board, fit_hint
 from ..errors import AqError
 from ..preprocess import Affine
 from .graph import Graph, Tensor, read_tflite
-from .lower import kernel_variants, lower
+from .lower import kernel_variants, lower, scratch_bytes
 from .plan import plan_memory
 from .project import compile_project, rx_max_for_input, write_project
 from .render import render_model
@@ -105,13 +105,14 @@ def _weight_bytes(graph: Graph) -> int:
                for t in graph.tensors if t.is_constant)
 
 
-def _check_fits_arena(graph: Graph, arena_bytes: int, board: Board, label: str) -> None:
+def _check_fits_arena(graph: Graph, arena_bytes: int, scratch: int, board: Board, label: str) -> None:
     budget = board.ram_bytes - board.stack_bytes
-    if arena_bytes > budget:
+    if arena_bytes + scratch > budget:
+        also = f" and {scratch:,} for the kernels' column buffer" if scratch else ""
         raise AqError(f"{label} does not fit {board.name}: its activation arena needs {arena_bytes:,} "
                       f"bytes of RAM, the board has {board.ram_bytes:,} ({budget:,} after a "
-                      f"{board.stack_bytes:,}-byte stack)"
-                      + fit_hint(_weight_bytes(graph), arena_bytes, board))
+                      f"{board.stack_bytes:,}-byte stack{also})"
+                      + fit_hint(_weight_bytes(graph), arena_bytes + scratch, board))
 
 
 def build(model_path: Path, board: Board, out_dir: Path) -> BuildInfo:
@@ -121,7 +122,7 @@ def build(model_path: Path, board: Board, out_dir: Path) -> BuildInfo:
     sha256 = hashlib.sha256(data).hexdigest()
     calls = lower(graph, str(model_path))
     plan = plan_memory(graph, calls)
-    _check_fits_arena(graph, plan.arena_bytes, board, str(model_path))
+    _check_fits_arena(graph, plan.arena_bytes, scratch_bytes(calls), board, str(model_path))
     out_dir.mkdir(parents=True, exist_ok=True)
     sources = render_model(graph, calls, plan, model_path.name, sha256, out_dir)
     if model_path.resolve() != (out_dir / MODEL_COPY).resolve():

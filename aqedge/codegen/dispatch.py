@@ -50,6 +50,9 @@ class Variant:
     folds_offset: bool = False
     #: False when the bias is part of the weight table: the kernel gets no bias array.
     takes_bias: bool = True
+    #: RAM the optimised port needs during the call (its column buffer), in bytes: model.c's
+    #: aq_scratch, shared by all calls, is the largest (`params["scratch"]`).
+    scratch_bytes: int = 0
 
     def layout(self, weights: np.ndarray, params: dict[str, Any], s4: bool) -> np.ndarray:
         """The flash array of the weights (int values in TFLite's shape) for this kernel:
@@ -99,11 +102,53 @@ def _suffix(s4: bool) -> str:
     return "s4" if s4 else "s8"
 
 
+#: Rows a matrix x vector block computes at once (firmware/kernels/*/aq_fully_connected_matvec_*).
+MATVEC_ROWS = 4
+#: Batches up to which FULLY_CONNECTED runs matrix x vector per batch: from 4 on, the 4-pixel
+#: column kernel shares each weight load between 4 batches and is faster.
+MATVEC_MAX_BATCHES = 3
+
+
+def column_chunk(s4: bool) -> int:
+    """Weights per word of the column kernels: 4 int8, 8 INT4."""
+    return 8 if s4 else 4
+
+
+def padded_k(K: int, s4: bool) -> int:
+    """K rounded up to whole words of weights: the row length of the column kernels."""
+    return -(-K // column_chunk(s4)) * column_chunk(s4)
+
+
+def column_layout(weights: np.ndarray, params: dict[str, Any], s4: bool) -> np.ndarray:
+    """The column kernels' rows (output channels): each padded with zero weights to whole words
+    (padded_k), INT4 packed row by row, so every row starts on a word and no row has a tail."""
+    rows = channel_rows("fully_connected", weights)
+    padded = np.zeros((rows.shape[0], padded_k(rows.shape[1], s4)), np.int64)
+    padded[:, :rows.shape[1]] = rows
+    return natural(padded, s4)
+
+
+#: Rows a matrix x vector block computes at once (firmware/kernels/*/aq_fully_connected_matvec_*).
+MATVEC_ROWS = 4
+#: Batches up to which FULLY_CONNECTED runs matrix x vector per batch: from 4 on, the 4-pixel
+#: column kernel shares each weight load between 4 batches and is faster.
+MATVEC_MAX_BATCHES = 3
+
+
 def byte_rows(weights: np.ndarray, params: dict[str, Any], s4: bool) -> np.ndarray:
     """INT4 rows (output channels) each packed on its own, an odd row padded with a zero
     nibble: every row starts on a byte (the column kernels' `row_bytes` = ceil(K / 2))."""
     rows = channel_rows("conv", weights)
     return np.concatenate([natural(r, True) for r in rows])
+
+
+def column_bytes(K: int, s4: bool, gather: bool = False) -> int:
+    """The scratch of the Cortex-M im2col / batched kernels for rows of K weights: the 4-pixel
+    column buffer (aq_cm_col_words in firmware/kernels/cortex-m/aq_cm_impl.h: per word of
+    weights, padded_k, int16 pairs for 4 pixels), then with `gather` (an input depth that is not
+    whole words, aq_cm_conv_gather) one receptive field as bytes."""
+    kp = padded_k(K, s4)
+    return 4 * (kp // column_chunk(s4)) * 4 * (4 if s4 else 2) + (kp if gather else 0)
 
 
 #: Largest INT4 row of the column kernels (AQ_CM_S4_MAX_K in firmware/kernels/cortex-m/).
@@ -115,14 +160,21 @@ def _conv(p: dict[str, Any], s4: bool) -> Variant:
     if p["filter_in_c"] != p["in_c"]:
         return Variant("conv", "loops", f"aq_conv_loops_{_suffix(s4)}",
                        f"grouped ({p['in_c'] // p['filter_in_c']} groups): portable loops")
+    pixels = p["out_h"] * p["out_w"]
+    if p["k_h"] == p["k_w"] == 1 and p["pad_h"] == p["pad_w"] == 0 and pixels <= MATVEC_MAX_BATCHES:
+        return Variant("conv", "matvec", f"aq_conv_matvec_{_suffix(s4)}",
+                       f"1x1 over {pixels} pixel(s): matrix x vector per pixel, {MATVEC_ROWS} rows "
+                       "at a time, input offset folded into the bias", matvec_layout, folds_offset=True)
     if s4 and K > COLUMN_S4_MAX_K:
         return Variant("conv", "loops", f"aq_conv_loops_{_suffix(s4)}",
                        f"INT4 rows of {K} weights are too long for the column kernel: portable loops")
+    pad = padded_k(K, s4) - K
     return Variant("conv", "im2col", f"aq_conv_{_suffix(s4)}",
                    f"{p['k_h']}x{p['k_w']}, K = {K}: 4 output pixels at a time through an int16 "
                    "column buffer, weights read from flash"
-                   + (", INT4 rows padded to whole bytes" if s4 and K % 2 else ""),
-                   byte_rows if s4 and K % 2 else None)
+                   + (f", rows padded with {pad} zero weights to whole words" if pad else ""),
+                   column_layout,
+                   scratch_bytes=column_bytes(K, s4, gather=p["in_c"] % column_chunk(s4) != 0))
 
 
 def _words(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
@@ -217,13 +269,6 @@ def _dw3_relayout(bias):
     return lambda w, params, s4: depthwise_3x3_layout(w, params, s4, bias)
 
 
-#: Rows a matrix x vector block computes at once (firmware/kernels/*/aq_fully_connected_matvec_*).
-MATVEC_ROWS = 4
-#: Batches up to which FULLY_CONNECTED runs matrix x vector per batch: from 4 on, the 4-pixel
-#: column kernel shares each weight load between 4 batches and is faster.
-MATVEC_MAX_BATCHES = 3
-
-
 def _blocks(weights: np.ndarray, rows: int, group: int) -> np.ndarray:
     """[N, K] -> [N/rows, K/group, rows, group]: rows padded with zero rows to a multiple of
     `rows`, K with zero weights to a multiple of `group`."""
@@ -259,13 +304,14 @@ def matvec_layout(weights: np.ndarray, params: dict[str, Any], s4: bool) -> np.n
 
 
 def _fully_connected(p: dict[str, Any], s4: bool) -> Variant:
-    if p["batches"] <= MATVEC_MAX_BATCHES or (s4 and (p["accum_depth"] % 2 or p["accum_depth"] > COLUMN_S4_MAX_K)):
-        # (the batched column kernel reads whole-byte INT4 rows: odd rows go to matvec)
+    if p["batches"] <= MATVEC_MAX_BATCHES or (s4 and p["accum_depth"] > COLUMN_S4_MAX_K):
         return Variant("fully_connected", "matvec", f"aq_fully_connected_matvec_{_suffix(s4)}",
                        f"batch {p['batches']}: matrix x vector, {MATVEC_ROWS} rows at a time, "
                        "input offset folded into the bias", matvec_layout, folds_offset=True)
     return Variant("fully_connected", "batched", f"aq_fully_connected_{_suffix(s4)}",
-                   f"batch {p['batches']}: 4 batches at a time through an int16 column buffer")
+                   f"batch {p['batches']}: 4 batches at a time through an int16 column buffer, "
+                   "rows padded to whole words", column_layout,
+                   scratch_bytes=column_bytes(p["accum_depth"], s4))
 
 
 def select(kind: str, params: dict[str, Any], s4: bool, weights: np.ndarray,

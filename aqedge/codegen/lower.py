@@ -119,6 +119,8 @@ def _mac_arrays(graph: Graph, op: Op, p: str, kind: str, params: dict[str, Any],
     q = params["q"]
     q["guard"] = dispatch.requant_guard(kind, w.data, bias, shifts, q["input_offset"])
     v = dispatch.select(kind, params, s4, w.data, bias, shifts)
+    if kind != "depthwise":
+        params["scratch"] = SCRATCH if v.scratch_bytes else 0
     values = v.layout(w.data, params, s4)
     bias = v.bias(bias, w.data, q["input_offset"])
     order = "" if v.relayout is None else f", in the {v.name} kernel's order"
@@ -157,6 +159,15 @@ def _conv_geometry(op: Op, in_hw, k_hw, out_hw) -> dict[str, int]:
     return {"stride_h": sh, "stride_w": sw, "dil_h": dh, "dil_w": dw,
             "pad_h": fp.compute_padding(in_hw[0], k_hw[0], sh, dh, out_hw[0]),
             "pad_w": fp.compute_padding(in_hw[1], k_hw[1], sw, dw, out_hw[1])}
+
+
+#: model.c's RAM buffer for the kernels' column buffers (the largest Variant.scratch_bytes).
+SCRATCH = "aq_scratch"
+
+
+def scratch_bytes(calls: list[KernelCall]) -> int:
+    """Bytes of model.c's aq_scratch: the largest column buffer any call's variant needs."""
+    return max([c.variant.scratch_bytes for c in calls if c.variant is not None] + [0])
 
 
 #: Pixels the Cortex-M MAC kernels read into their column buffer before writing any of them

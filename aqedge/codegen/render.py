@@ -12,7 +12,7 @@ import numpy as np
 from .. import __version__
 from ..resources import data_dir
 from .graph import Graph
-from .lower import ConstArray, KernelCall
+from .lower import ConstArray, KernelCall, scratch_bytes
 from .plan import MemoryPlan
 
 MODEL_SOURCES = ["model.c", "model_data.c"]
@@ -57,6 +57,7 @@ def render_model(graph: Graph, calls: list[KernelCall], plan: MemoryPlan, model_
         sha256_bytes=", ".join(f"0x{sha256[i:i + 2]}" for i in range(0, 64, 2)),
         arrays=arrays, calls=calls, arena_bytes=plan.arena_bytes,
         lut_scratch=any(c.table and len(c.table) > 1 for c in calls),
+        scratch_words=-(-scratch_bytes(calls) // 4),
         input_shape=list(inp.shape), input_bytes=inp.nbytes, input_offset=plan.offsets[inp.index],
         output_shape=list(out.shape), output_bytes=out.nbytes, output_offset=plan.offsets[out.index],
     )

@@ -198,7 +198,7 @@ def export_tflm(model_path: Path, board: Board, out_dir: Path,
     # 256 bytes per op (node, eval tensors, op data) over the planned activations.
     base = host if host is not None else plan.arena_bytes + 256 * len(graph.ops) + 64 * len(graph.tensors)
     arena = _align(max(base, plan.arena_bytes) + _cmsis_scratch_bytes(graph) + 1024, 1024)
-    _check_fits_arena(graph, arena, board, f"{model_path} (on TFLite Micro)")
+    _check_fits_arena(graph, arena, 0, board, f"{model_path} (on TFLite Micro)")
     if len(data) > board.flash_bytes:
         raise AqError(f"{model_path} does not fit {board.name}: the .tflite alone is {len(data):,} bytes, "
                       f"the board has {board.flash_bytes:,} of flash")

@@ -32,6 +32,8 @@ typedef struct {
   int16_t dil_h, dil_w;
   int16_t pad_h, pad_w;      /* top / left padding */
   aq_requant q;
+  int32_t *scratch;          /* the optimised ports' column buffer (RAM, sized at build time by
+                              * aqedge/codegen/dispatch.py column_bytes), or 0 */
 } aq_conv_params;
 
 /* CONV_2D, int8 weights. */
@@ -40,6 +42,13 @@ void aq_conv_s8(const aq_conv_params *p, const int8_t *input, const int8_t *filt
 /* CONV_2D, packed INT4 weights (two per byte, low nibble first). */
 void aq_conv_s4(const aq_conv_params *p, const int8_t *input, const uint8_t *filter,
                 const int32_t *bias, int8_t *output);
+
+/* CONV_2D 1x1 without padding over 1 to 3 output pixels: matrix x vector per pixel, weights
+ * in the matvec layout and the input offset folded into `bias`, as aq_fully_connected_matvec_*. */
+void aq_conv_matvec_s8(const aq_conv_params *p, const int8_t *input, const int8_t *filter,
+                       const int32_t *bias, int8_t *output);
+void aq_conv_matvec_s4(const aq_conv_params *p, const int8_t *input, const uint8_t *filter,
+                       const int32_t *bias, int8_t *output);
 
 /* CONV_2D through the portable loops on every target: grouped convolutions, INT4 rows that start
  * mid-byte. */
@@ -89,6 +98,7 @@ typedef struct {
   int32_t accum_depth;
   int32_t out_c;
   aq_requant q;               /* per-tensor models repeat the same multiplier per channel */
+  int32_t *scratch;           /* as aq_conv_params.scratch */
 } aq_fully_connected_params;
 
 /* FULLY_CONNECTED, int8 weights (filter [out_c, accum_depth]). */

@@ -90,13 +90,15 @@ static inline void aq_depthwise_conv_impl(const aq_depthwise_conv_params *p, con
   }
 }
 
-static inline void aq_fully_connected_impl(const aq_fully_connected_params *p,
-                                           const int8_t *input, const void *filter,
-                                           const int32_t *bias, int8_t *output, int s4) {
+/* FULLY_CONNECTED with rows `row` weights apart. */
+static inline void aq_fully_connected_rows_impl(const aq_fully_connected_params *p,
+                                                const int8_t *input, const void *filter,
+                                                const int32_t *bias, int8_t *output, int s4,
+                                                int32_t row) {
   for (int32_t b = 0; b < p->batches; ++b) {
     const int8_t *x = input + b * p->accum_depth;
     for (int32_t oc = 0; oc < p->out_c; ++oc) {
-      const int32_t w0 = oc * p->accum_depth;
+      const int32_t w0 = oc * row;
       int32_t acc = 0;
       for (int32_t d = 0; d < p->accum_depth; ++d) {
         acc += aq_weight(filter, w0 + d, s4) * (x[d] + p->q.input_offset);
@@ -106,6 +108,18 @@ static inline void aq_fully_connected_impl(const aq_fully_connected_params *p,
       output[b * p->out_c + oc] = (int8_t)aq_clamp(acc, p->q.act_min, p->q.act_max);
     }
   }
+}
+
+/* FULLY_CONNECTED, TFLite's weight layout (INT4: packed across rows). */
+static inline void aq_fully_connected_impl(const aq_fully_connected_params *p,
+                                           const int8_t *input, const void *filter,
+                                           const int32_t *bias, int8_t *output, int s4) {
+  aq_fully_connected_rows_impl(p, input, filter, bias, output, s4, p->accum_depth);
+}
+
+/* Row length of the column kernels' weights: K rounded up to a word (4 int8, 8 INT4). */
+static inline int32_t aq_padded_k(int32_t K, int s4) {
+  return s4 ? (K + 7) & ~7 : (K + 3) & ~3;
 }
 
 /* Weight (n, k) of a matrix x vector layout (aqedge/codegen/dispatch.py matvec_layout): blocks
@@ -119,23 +133,38 @@ static inline int32_t aq_matvec_weight(const void *filter, int32_t K, int32_t n,
   return (nib & 1) ? (byte >> 4) : ((int8_t)(byte << 4) >> 4);
 }
 
-/* FULLY_CONNECTED as matrix x vector per batch, weights in the matvec layout, `bias` with the
- * input offset folded in (bias + input_offset * row sum, wrapped to int32): the int32 sums wrap
- * as TFLite's do, so the result is TFLite's exactly. */
+/* One vector against the N x K matrix in the matvec layout, `bias` with the input offset folded
+ * in (bias + input_offset * row sum, wrapped to int32): the int32 sums wrap as TFLite's do, so
+ * the result is TFLite's exactly. */
+static inline void aq_matvec_impl(const int8_t *x, const void *filter, const int32_t *bias,
+                                  const aq_requant *q, int32_t K, int32_t N, int8_t *out, int s4) {
+  for (int32_t n = 0; n < N; ++n) {
+    uint32_t acc = (uint32_t)bias[n];
+    for (int32_t k = 0; k < K; ++k)
+      acc += (uint32_t)(aq_matvec_weight(filter, K, n, k, s4) * x[k]);
+    const int32_t y = aq_requantize((int32_t)acc, q->multiplier[n], q->shift[n]) + q->output_offset;
+    out[n] = (int8_t)aq_clamp(y, q->act_min, q->act_max);
+  }
+}
+
+/* FULLY_CONNECTED as matrix x vector per batch. */
 static inline void aq_fully_connected_matvec_impl(const aq_fully_connected_params *p,
                                                   const int8_t *input, const void *filter,
                                                   const int32_t *bias, int8_t *output, int s4) {
-  const int32_t K = p->accum_depth;
-  for (int32_t b = 0; b < p->batches; ++b) {
-    const int8_t *x = input + b * K;
-    for (int32_t n = 0; n < p->out_c; ++n) {
-      uint32_t acc = (uint32_t)bias[n];
-      for (int32_t k = 0; k < K; ++k)
-        acc += (uint32_t)(aq_matvec_weight(filter, K, n, k, s4) * x[k]);
-      const int32_t y = aq_requantize((int32_t)acc, p->q.multiplier[n], p->q.shift[n]) + p->q.output_offset;
-      output[b * p->out_c + n] = (int8_t)aq_clamp(y, p->q.act_min, p->q.act_max);
-    }
-  }
+  for (int32_t b = 0; b < p->batches; ++b)
+    aq_matvec_impl(input + b * p->accum_depth, filter, bias, &p->q, p->accum_depth, p->out_c,
+                   output + b * p->out_c, s4);
+}
+
+/* 1x1 CONV_2D without padding as matrix x vector per output pixel. */
+static inline void aq_conv_matvec_impl(const aq_conv_params *p, const int8_t *input,
+                                       const void *filter, const int32_t *bias, int8_t *output,
+                                       int s4) {
+  for (int oy = 0; oy < p->out_h; ++oy)
+    for (int ox = 0; ox < p->out_w; ++ox)
+      aq_matvec_impl(input + ((int32_t)oy * p->stride_h * p->in_w + ox * p->stride_w) * p->in_c,
+                     filter, bias, &p->q, p->in_c, p->out_c,
+                     output + ((int32_t)oy * p->out_w + ox) * p->out_c, s4);
 }
 
 /* Lane `hi` (0 low, 1 high) of word `word` of a depthwise table (dispatch.py): int16. */

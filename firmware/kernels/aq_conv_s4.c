@@ -1,10 +1,10 @@
-/* CONV_2D, int8 activations and packed INT4 weights (TFLite TensorType INT4): the same
- * arithmetic as aq_conv_s8, each weight unpacked in a register as it is used. Filter rows start
- * on whole bytes: an odd row is padded with a zero nibble (aqedge/codegen/dispatch.py). */
+/* CONV_2D ("im2col" variant), int8 activations, packed INT4 (TFLite TensorType INT4) weights, TFLite's arithmetic.
+ * Filter rows are padded with zero weights to whole words (aq_padded_k; aqedge/codegen/dispatch.py
+ * column_layout), the layout the Cortex-M column kernel reads. */
 #include "aq_mac_impl.h"
 
 void aq_conv_s4(const aq_conv_params *p, const int8_t *input, const uint8_t *filter,
                 const int32_t *bias, int8_t *output) {
   const int32_t K = (int32_t)p->k_h * p->k_w * p->filter_in_c;
-  aq_conv_rows_impl(p, input, filter, bias, output, 1, (K + 1) & ~1);
+  aq_conv_rows_impl(p, input, filter, bias, output, 1, aq_padded_k(K, 1));
 }

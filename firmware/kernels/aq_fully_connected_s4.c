@@ -1,8 +1,10 @@
-/* FULLY_CONNECTED, int8 activations and packed INT4 weights (TFLite TensorType INT4): the same
- * arithmetic as aq_fully_connected_s8, each weight unpacked in a register as it is used. */
+/* FULLY_CONNECTED ("batched" variant), int8 activations, packed INT4 (TFLite TensorType INT4) weights, per-channel
+ * requantization (TFLite reference). Rows are padded with zero weights to whole words
+ * (aq_padded_k; aqedge/codegen/dispatch.py column_layout), the layout the Cortex-M column kernel
+ * reads. */
 #include "aq_mac_impl.h"
 
-void aq_fully_connected_s4(const aq_fully_connected_params *p, const int8_t *input, const uint8_t *filter,
-                           const int32_t *bias, int8_t *output) {
-  aq_fully_connected_impl(p, input, filter, bias, output, 1);
+void aq_fully_connected_s4(const aq_fully_connected_params *p, const int8_t *input,
+                           const uint8_t *filter, const int32_t *bias, int8_t *output) {
+  aq_fully_connected_rows_impl(p, input, filter, bias, output, 1, aq_padded_k(p->accum_depth, 1));
 }

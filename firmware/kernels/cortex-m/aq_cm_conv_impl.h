@@ -5,6 +5,8 @@
 #ifndef AQ_CM_CONV_IMPL_H
 #define AQ_CM_CONV_IMPL_H
 
+#include <string.h>
+
 #include "aq_cm_impl.h"
 #include "aq_mac_impl.h"
 
@@ -39,31 +41,61 @@ AQ_CM_INLINE void aq_cm_conv_fill(const aq_conv_params *p, const int8_t *input, 
   }
 }
 
+/* The receptive field of output (oy, ox) as bytes, padding taps and the row's padding to Kp at
+ * the input zero point (x + offset = 0): for input depths that are not whole chunks, whose runs
+ * would otherwise go element by element into the column buffer. */
+AQ_CM_INLINE void aq_cm_conv_gather(const aq_conv_params *p, const int8_t *input, int oy, int ox,
+                                    int8_t *rf, int32_t Kp) {
+  const int iy0 = oy * p->stride_h - p->pad_h, ix0 = ox * p->stride_w - p->pad_w;
+  const int32_t C = p->in_c;
+  const int8_t zp = (int8_t)(-p->q.input_offset);
+  int8_t *dst = rf;
+  for (int ky = 0; ky < p->k_h; ++ky) {
+    const int iy = iy0 + p->dil_h * ky;
+    for (int kx = 0; kx < p->k_w; ++kx, dst += C) {
+      const int ix = ix0 + p->dil_w * kx;
+      if (iy >= 0 && iy < p->in_h && ix >= 0 && ix < p->in_w)
+        memcpy(dst, input + ((int32_t)iy * p->in_w + ix) * C, (size_t)C);
+      else
+        memset(dst, zp, (size_t)C);
+    }
+  }
+  memset(dst, zp, (size_t)(rf + Kp - dst));
+}
+
 /* Largest INT4 row the x16 sums keep inside int32 (16 * K * 8 * 255 < 2^31, with margin);
  * dispatch.py COLUMN_S4_MAX_K. */
 #define AQ_CM_S4_MAX_K 32000
 
 AQ_CM_INLINE void aq_cm_conv(const aq_conv_params *p, const int8_t *input, const void *filter,
                              const int32_t *bias, int8_t *output, int s4) {
-  const int32_t K = (int32_t)p->k_h * p->k_w * p->in_c;
-  const int32_t kc = K / AQ_CM_CHUNK(s4);
+  const int32_t Kp = aq_padded_k((int32_t)p->k_h * p->k_w * p->in_c, s4);
+  const int32_t kc = Kp / AQ_CM_CHUNK(s4);
   const uint32_t off2 = aq_cm_dup16(p->q.input_offset);
-  uint32_t col[aq_cm_col_words(K, s4)];
+  uint32_t *col = (uint32_t *)p->scratch; /* aq_cm_col_words(Kp, s4) words */
+  /* input depths of whole chunks fill the buffer tap by tap; others through a byte gather
+   * (after the buffer in the scratch, dispatch.py column_bytes) */
+  int8_t *rf = (p->in_c % AQ_CM_CHUNK(s4)) ? (int8_t *)(col + aq_cm_col_words(Kp, s4)) : 0;
   aq_cm_mm mm;
-  aq_cm_mm_init(&mm, K, filter, bias, p->out_c, &p->q, p->out_c, s4);
+  aq_cm_mm_init(&mm, Kp, filter, bias, p->out_c, &p->q, p->out_c, s4);
   const int32_t n_px = (int32_t)p->out_h * p->out_w;
   int oy = 0, ox = 0;
   for (int32_t px = 0; px < n_px; px += AQ_CM_PIXELS) {
     const int n = n_px - px < AQ_CM_PIXELS ? (int)(n_px - px) : AQ_CM_PIXELS;
     for (int i = 0; i < AQ_CM_PIXELS; ++i) {
       if (i < n) {
-        aq_cm_conv_fill(p, input, oy, ox, col, kc, i, off2, s4);
+        if (rf) {
+          aq_cm_conv_gather(p, input, oy, ox, rf, Kp);
+          aq_cm_put_run(col, kc, i, 0, rf, Kp, off2, s4);
+        } else {
+          aq_cm_conv_fill(p, input, oy, ox, col, kc, i, off2, s4);   /* K == Kp */
+        }
         if (++ox == p->out_w) {
           ox = 0;
           ++oy;
         }
       } else {
-        aq_cm_put_run(col, kc, i, 0, 0, K, off2, s4);
+        aq_cm_put_run(col, kc, i, 0, 0, Kp, off2, s4);
       }
     }
     (s4 ? aq_cm_matmul_4px_s4 : aq_cm_matmul_4px_s8)(&mm, col, output + px * p->out_c, n);
@@ -73,16 +105,18 @@ AQ_CM_INLINE void aq_cm_conv(const aq_conv_params *p, const int8_t *input, const
 AQ_CM_INLINE void aq_cm_fully_connected(const aq_fully_connected_params *p, const int8_t *input,
                                         const void *filter, const int32_t *bias, int8_t *output,
                                         int s4) {
-  const int32_t K = p->accum_depth;
-  const int32_t kc = K / AQ_CM_CHUNK(s4);
+  const int32_t K = p->accum_depth, Kp = aq_padded_k(K, s4);
+  const int32_t kc = Kp / AQ_CM_CHUNK(s4);
   const uint32_t off2 = aq_cm_dup16(p->q.input_offset);
-  uint32_t col[aq_cm_col_words(K, s4)];
+  uint32_t *col = (uint32_t *)p->scratch; /* aq_cm_col_words(Kp, s4) words */
   aq_cm_mm mm;
-  aq_cm_mm_init(&mm, K, filter, bias, p->out_c, &p->q, p->out_c, s4);
+  aq_cm_mm_init(&mm, Kp, filter, bias, p->out_c, &p->q, p->out_c, s4);
   for (int32_t b = 0; b < p->batches; b += AQ_CM_PIXELS) {
     const int n = p->batches - b < AQ_CM_PIXELS ? (int)(p->batches - b) : AQ_CM_PIXELS;
-    for (int i = 0; i < AQ_CM_PIXELS; ++i)
-      aq_cm_put_run(col, kc, i, 0, i < n ? input + (b + i) * K : 0, K, off2, s4);
+    for (int i = 0; i < AQ_CM_PIXELS; ++i) {
+      const int32_t k = aq_cm_put_run(col, kc, i, 0, i < n ? input + (b + i) * K : 0, K, off2, s4);
+      aq_cm_put_run(col, kc, i, k, 0, Kp - K, off2, s4);
+    }
     (s4 ? aq_cm_matmul_4px_s4 : aq_cm_matmul_4px_s8)(&mm, col, output + b * p->out_c, n);
   }
 }

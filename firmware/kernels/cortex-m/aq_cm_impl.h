@@ -106,36 +106,30 @@ AQ_CM_INLINE uint32_t aq_cm_dup16(int32_t v) {
 }
 
 /* ---- The 4-pixel column buffer ----
- * Elements are grouped in chunks of AQ_CM_CHUNK(s4) (4 for int8 weights, 8 for INT4). A chunk
- * holds int16 pairs (input offset added; doubled for int8 weights, see aq_cm_requant2; not for
- * INT4, whose x16 weight products are shifted right by 3 instead) in the order the weight
- * word unpacks to, each pair for the four pixels A B C D in a row (one LDM):
+ * Rows hold whole words of weights (K padded with zero weights to aq_padded_k, see
+ * aqedge/codegen/dispatch.py column_layout), so the buffer is whole chunks of AQ_CM_CHUNK(s4)
+ * elements (4 for int8 weights, 8 for INT4). A chunk holds int16 pairs (input offset added;
+ * doubled for int8 weights, see aq_cm_requant2; not for INT4, whose x16 weight products are
+ * shifted right by 3 instead) in the order the weight word unpacks to, each pair for the four
+ * pixels A B C D in a row (one LDM):
  *   int8:  (x0,x2) (x1,x3)                   SXTB16(w), SXTB16(w ror 8)
  *   INT4:  (x0,x4) (x2,x6) (x1,x5) (x3,x7)   SXTB16(lo), SXTB16(lo ror 8), same for hi, where
- *          lo = (w << 4) & 0xF0F0F0F0 (even elements x16), hi = w & 0xF0F0F0F0 (odd x16)
- * The last K % chunk elements follow as plain int16, 8 per pixel. */
+ *          lo = (w << 4) & 0xF0F0F0F0 (even elements x16), hi = w & 0xF0F0F0F0 (odd x16) */
 #define AQ_CM_CHUNK(s4) ((s4) ? 8 : 4)
 #define AQ_CM_PAIRS(s4) ((s4) ? 4 : 2)
 #define AQ_CM_PIXELS 4
 
-/* Words of column buffer for K elements. */
-AQ_CM_INLINE int32_t aq_cm_col_words(int32_t K, int s4) {
-  return (K / AQ_CM_CHUNK(s4)) * AQ_CM_PIXELS * AQ_CM_PAIRS(s4) + 4 * AQ_CM_PIXELS;
+/* Words of column buffer for rows of Kp (padded) elements. */
+AQ_CM_INLINE int32_t aq_cm_col_words(int32_t Kp, int s4) {
+  return (Kp / AQ_CM_CHUNK(s4)) * AQ_CM_PIXELS * AQ_CM_PAIRS(s4);
 }
 
 /* Element k (already offset, and doubled for int8 weights) of pixel pix. */
-AQ_CM_INLINE void aq_cm_put(uint32_t *col, int32_t kc, int pix, int32_t k, int32_t v, int s4) {
-  const int32_t chunk = k / AQ_CM_CHUNK(s4);
-  int16_t *h;
-  if (chunk < kc) {
-    const int32_t e = k % AQ_CM_CHUNK(s4);
-    const int32_t pair = s4 ? (((e & 1) << 1) | ((e >> 1) & 1)) : (e & 1);
-    const int32_t half = s4 ? ((e >> 2) & 1) : ((e >> 1) & 1);
-    h = (int16_t *)(col + (chunk * AQ_CM_PAIRS(s4) + pair) * AQ_CM_PIXELS + pix) + half;
-  } else {
-    h = (int16_t *)(col + kc * AQ_CM_PAIRS(s4) * AQ_CM_PIXELS) + pix * 8 + (k - kc * AQ_CM_CHUNK(s4));
-  }
-  *h = (int16_t)v;
+AQ_CM_INLINE void aq_cm_put(uint32_t *col, int pix, int32_t k, int32_t v, int s4) {
+  const int32_t chunk = k / AQ_CM_CHUNK(s4), e = k % AQ_CM_CHUNK(s4);
+  const int32_t pair = s4 ? (((e & 1) << 1) | ((e >> 1) & 1)) : (e & 1);
+  const int32_t half = s4 ? ((e >> 2) & 1) : ((e >> 1) & 1);
+  *((int16_t *)(col + (chunk * AQ_CM_PAIRS(s4) + pair) * AQ_CM_PIXELS + pix) + half) = (int16_t)v;
 }
 
 /* Append n int8 elements from src (or n padding elements, 0 after the offset, when src is
@@ -145,7 +139,7 @@ static inline int32_t aq_cm_put_run(uint32_t *col, int32_t kc, int pix, int32_t 
                                     const int8_t *src, int32_t n, uint32_t off2, int s4) {
   const int32_t chunk = AQ_CM_CHUNK(s4), stride = AQ_CM_PIXELS;
   while (n > 0 && (k % chunk) != 0) {
-    aq_cm_put(col, kc, pix, k++, src ? (s4 ? 1 : 2) * (*src++ + (int16_t)off2) : 0, s4);
+    aq_cm_put(col, pix, k++, src ? (s4 ? 1 : 2) * (*src++ + (int16_t)off2) : 0, s4);
     --n;
   }
   uint32_t *dst = col + (k / chunk) * AQ_CM_PAIRS(s4) * stride + pix;
@@ -183,7 +177,7 @@ static inline int32_t aq_cm_put_run(uint32_t *col, int32_t kc, int pix, int32_t 
     n -= full * chunk;
   }
   while (n > 0) {
-    aq_cm_put(col, kc, pix, k++, src ? (s4 ? 1 : 2) * (*src++ + (int16_t)off2) : 0, s4);
+    aq_cm_put(col, pix, k++, src ? (s4 ? 1 : 2) * (*src++ + (int16_t)off2) : 0, s4);
     --n;
   }
   return k;
@@ -198,7 +192,7 @@ AQ_CM_INLINE int32_t aq_cm_weight(const void *w, int32_t i, int s4) {
 
 /* What the per-quad matmul needs about a layer (filled once per kernel call). */
 typedef struct {
-  int32_t K, kc, tail, row_bytes, n_ch, out_stride;
+  int32_t K, kc, row_bytes, n_ch, out_stride;
   const void *filter;
   const int32_t *bias;
   const aq_requant *q;
@@ -206,7 +200,7 @@ typedef struct {
   int32_t sat;            /* 8: act range [-128, 127], 4: [-8, 7] (SSAT #sat clamps); else 0 */
   int32_t s4_hi;          /* INT4 sums fit 4096 * |sum| < 2^31: the x4096 lanes (aq_cm_matmul.c) */
   int32_t off2p1;         /* 2 * output_offset + 1 */
-  int32_t plain;          /* every channel shifts right and K has no chunk tail: the usual case */
+  int32_t plain;          /* every channel shifts right, no guard: the usual case */
   int32_t guarded;        /* q->guard: range-check every output (aq_cm_requant_exact) */
 } aq_cm_mm;
 
@@ -214,8 +208,7 @@ AQ_CM_INLINE void aq_cm_mm_init(aq_cm_mm *mm, int32_t K, const void *filter, con
                                 int32_t n_ch, const aq_requant *q, int32_t out_stride, int s4) {
   mm->K = K;
   mm->kc = K / AQ_CM_CHUNK(s4);
-  mm->tail = K - mm->kc * AQ_CM_CHUNK(s4);
-  mm->row_bytes = s4 ? (K + 1) / 2 : K;   /* INT4: an odd row is padded to a byte (dispatch.py) */
+  mm->row_bytes = s4 ? K / 2 : K;   /* K: the padded row length */
   mm->n_ch = n_ch;
   mm->out_stride = out_stride;
   mm->filter = filter;
@@ -228,7 +221,7 @@ AQ_CM_INLINE void aq_cm_mm_init(aq_cm_mm *mm, int32_t K, const void *filter, con
   const int32_t xo = q->input_offset, xmax = (xo + 127 > 128 - xo) ? xo + 127 : 128 - xo;
   mm->s4_hi = s4 && (int64_t)K * 8 * xmax < ((int64_t)1 << 19);
   mm->guarded = q->guard;
-  mm->plain = mm->tail == 0 && !q->guard;
+  mm->plain = !q->guard;
   for (int32_t c = 0; c < n_ch; ++c) mm->plain &= q->shift[c] < 0;
 }
 

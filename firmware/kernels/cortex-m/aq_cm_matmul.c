@@ -48,37 +48,12 @@
   AQ_CM_QUAD_HI("r12, r11, lsl #8")  /* (w1, w5) */ \
   AQ_CM_QUAD_HI("r12, r11")          /* (w3, w7) */
 
-/* Add the last K % chunk products of one filter row (`tail_x`: 8 int16 per pixel) to the four
- * doubled sums. */
-AQ_CM_INLINE void aq_cm_tail(const aq_cm_mm *mm, const uint8_t *wrow, const int16_t *tail_x,
-                             int32_t *y0, int32_t *y1, int32_t *y2, int32_t *y3, int s4) {
-  if (s4) {   /* whole weight pairs (an odd row's last weight pairs with its zero pad nibble,
-               * the column element after it is stale but multiplied by 0): one SMLAD per pixel */
-    for (int32_t t = 0; t < mm->tail; t += 2) {
-      const int32_t i = mm->kc * AQ_CM_CHUNK(s4) + t;
-      const uint32_t w2 = ((uint32_t)(2 * aq_cm_weight(wrow, i, 1)) & 0xFFFFu) |
-                          ((uint32_t)(2 * aq_cm_weight(wrow, i + 1, 1)) << 16);
-      *y0 = (int32_t)__smlad(w2, aq_cm_ld32(tail_x + t), (uint32_t)*y0);
-      *y1 = (int32_t)__smlad(w2, aq_cm_ld32(tail_x + 8 + t), (uint32_t)*y1);
-      *y2 = (int32_t)__smlad(w2, aq_cm_ld32(tail_x + 16 + t), (uint32_t)*y2);
-      *y3 = (int32_t)__smlad(w2, aq_cm_ld32(tail_x + 24 + t), (uint32_t)*y3);
-    }
-  } else {
-    for (int32_t t = 0; t < mm->tail; ++t) {
-      const int32_t w = aq_cm_weight(wrow, mm->kc * AQ_CM_CHUNK(s4) + t, 0);
-      *y0 += w * tail_x[t]; *y1 += w * tail_x[8 + t];
-      *y2 += w * tail_x[16 + t]; *y3 += w * tail_x[24 + t];
-    }
-  }
-}
-
 static inline __attribute__((always_inline)) void aq_cm_matmul(const aq_cm_mm *mm,
                                                                const uint32_t *col, int8_t *out,
                                                                int n_pix, int s4, int common,
                                                                int sat) {
   const aq_requant *q = mm->q;
   const uint8_t *wrow = (const uint8_t *)mm->filter;
-  const int16_t *tail_x = (const int16_t *)(col + mm->kc * AQ_CM_PAIRS(s4) * AQ_CM_PIXELS);
   const int32_t stride = mm->out_stride;
   for (int32_t c = 0; c < mm->n_ch; ++c, wrow += mm->row_bytes, ++out) {
     register const uint32_t *x __asm__("r0") = col;
@@ -150,21 +125,19 @@ static inline __attribute__((always_inline)) void aq_cm_matmul(const aq_cm_mm *m
             y3 = b2 + (a3 >> sh4);
     const int32_t m = q->multiplier[c], sh = q->shift[c], o2 = mm->off2p1;
     if (!common && mm->guarded) {   /* plain sums + the bias, wrapped as TFLite's; checked */
-      int32_t d0 = a0 >> sh4, d1 = a1 >> sh4, d2 = a2 >> sh4, d3 = a3 >> sh4;
-      aq_cm_tail(mm, wrow, tail_x, &d0, &d1, &d2, &d3, s4);
+      const int32_t d0 = a0 >> sh4, d1 = a1 >> sh4, d2 = a2 >> sh4, d3 = a3 >> sh4;
       const uint32_t b = mm->bias ? (uint32_t)mm->bias[c] : 0u;
       y0 = aq_cm_requant_exact((int32_t)((uint32_t)(d0 >> 1) + b), m, sh, o2);
       y1 = aq_cm_requant_exact((int32_t)((uint32_t)(d1 >> 1) + b), m, sh, o2);
       y2 = aq_cm_requant_exact((int32_t)((uint32_t)(d2 >> 1) + b), m, sh, o2);
       y3 = aq_cm_requant_exact((int32_t)((uint32_t)(d3 >> 1) + b), m, sh, o2);
-    } else if (common == 1) {   /* no tail, right shifts only: the usual layer */
+    } else if (common == 1) {   /* right shifts only: the usual layer */
       const int32_t em1 = ~sh;
       y0 = aq_cm_requant2(y0, m, em1, o2);
       y1 = aq_cm_requant2(y1, m, em1, o2);
       y2 = aq_cm_requant2(y2, m, em1, o2);
       y3 = aq_cm_requant2(y3, m, em1, o2);
     } else {
-      aq_cm_tail(mm, wrow, tail_x, &y0, &y1, &y2, &y3, s4);
       y0 = aq_cm_requant2_any(y0, m, sh, o2);
       y1 = aq_cm_requant2_any(y1, m, sh, o2);
       y2 = aq_cm_requant2_any(y2, m, sh, o2);
@@ -190,9 +163,8 @@ static inline __attribute__((always_inline)) void aq_cm_matmul(const aq_cm_mm *m
 }
 
 /* The common case (4 pixels, a bias, an activation range of [-128, 127] or the 4-bit [-8, 7])
- * gets its own copies of the loop: `common` 1 when the layer is `plain` (K a whole number of
- * chunks, every channel shifting right), with no per-channel check, 2 when it has a K % chunk
- * tail or left shifts. */
+ * gets its own copies of the loop: `common` 1 when the layer is `plain` (every channel
+ * shifting right), with no per-channel check, 2 when some channel shifts left. */
 static inline __attribute__((always_inline)) void aq_cm_matmul_any(const aq_cm_mm *mm,
                                                                    const uint32_t *col,
                                                                    int8_t *out, int n_pix,

@@ -60,7 +60,36 @@ static void __attribute__((noinline)) aq_cm_rows4_s4(const int8_t *x, const void
   sums[0] = a0; sums[1] = a1; sums[2] = a2; sums[3] = a3;
 }
 
+/* Rows 0 and 1 of a block: their word, skipping the padding rows'. */
+static void __attribute__((noinline)) aq_cm_rows2_s4(const int8_t *x, const void *w,
+                                                     int32_t chunks, int32_t sums[4]) {
+  register const int8_t *xp __asm__("r0") = x;
+  register const void *wp __asm__("r1") = w;
+  register const int8_t *end __asm__("r2") = x + 4 * chunks;
+  register uint32_t mask __asm__("r6") = 0xF000F000u;
+  register int32_t a0 __asm__("r3") = 0;
+  register int32_t a1 __asm__("r8") = 0;
+  __asm__ volatile(
+      "cmp %[x], %[end]\n\t"
+      "beq 3f\n\t"
+      "1:\n\t"
+      "ldr lr, [r0], #4\n\t"
+      "ldr r4, [r1], #8\n\t"
+      "sxtb16 r12, lr, ror #8\n\t"
+      "sxtb16 lr, lr\n\t"
+      AQ_CM_ROWS2_S4("r4", "r3", "r8")
+      "cmp %[x], %[end]\n\t"
+      "bne 1b\n\t"
+      "3:\n\t"
+      : [x] "+r"(xp), [w] "+r"(wp), "+r"(a0), "+r"(a1)
+      : [end] "r"(end), "r"(mask)
+      : "r4", "r11", "r12", "lr", "cc", "memory");
+  sums[0] = a0; sums[1] = a1;
+}
+
+const aq_cm_matvec_loops aq_cm_matvec_s4 = {aq_cm_rows4_s4, aq_cm_rows2_s4, AQ_CM_FC_S4_BLOCK, 1};
+
 void aq_fully_connected_matvec_s4(const aq_fully_connected_params *p, const int8_t *input,
                                   const uint8_t *filter, const int32_t *bias, int8_t *output) {
-  aq_cm_matvec(p, input, filter, bias, output, 1, aq_cm_rows4_s4, AQ_CM_FC_S4_BLOCK);
+  aq_cm_matvec(p, input, filter, bias, output, &aq_cm_matvec_s4);
 }
