@@ -47,17 +47,31 @@ AQ_CM_INLINE void aq_cm_conv_fill(const aq_conv_params *p, const int8_t *input, 
 AQ_CM_INLINE void aq_cm_conv_gather(const aq_conv_params *p, const int8_t *input, int oy, int ox,
                                     int8_t *rf, int32_t Kp) {
   const int iy0 = oy * p->stride_h - p->pad_h, ix0 = ox * p->stride_w - p->pad_w;
-  const int32_t C = p->in_c;
+  const int32_t C = p->in_c, row = (int32_t)p->k_w * C;
   const int8_t zp = (int8_t)(-p->q.input_offset);
   int8_t *dst = rf;
-  for (int ky = 0; ky < p->k_h; ++ky) {
+  for (int ky = 0; ky < p->k_h; ++ky, dst += row) {
     const int iy = iy0 + p->dil_h * ky;
-    for (int kx = 0; kx < p->k_w; ++kx, dst += C) {
+    if (iy < 0 || iy >= p->in_h) {
+      memset(dst, zp, (size_t)row);
+      continue;
+    }
+    const int8_t *src = input + (int32_t)iy * p->in_w * C;
+    if (p->dil_w == 1) {   /* the row's valid taps are one run */
+      int kx0 = ix0 < 0 ? -ix0 : 0, kx1 = p->in_w - ix0;
+      if (kx1 > p->k_w) kx1 = p->k_w;
+      if (kx1 < kx0) kx1 = kx0;
+      if (kx0) memset(dst, zp, (size_t)(kx0 * C));
+      if (kx1 > kx0) memcpy(dst + kx0 * C, src + (ix0 + kx0) * C, (size_t)((kx1 - kx0) * C));
+      if (kx1 < p->k_w) memset(dst + kx1 * C, zp, (size_t)((p->k_w - kx1) * C));
+      continue;
+    }
+    for (int kx = 0; kx < p->k_w; ++kx) {
       const int ix = ix0 + p->dil_w * kx;
-      if (iy >= 0 && iy < p->in_h && ix >= 0 && ix < p->in_w)
-        memcpy(dst, input + ((int32_t)iy * p->in_w + ix) * C, (size_t)C);
+      if (ix >= 0 && ix < p->in_w)
+        memcpy(dst + kx * C, src + ix * C, (size_t)C);
       else
-        memset(dst, zp, (size_t)C);
+        memset(dst + kx * C, zp, (size_t)C);
     }
   }
   memset(dst, zp, (size_t)(rf + Kp - dst));
