@@ -3,12 +3,20 @@ instructions per inference, MACs, arena, stack high-water mark, runtime code and
 and the same model built with TFLM (each tree: reference kernels, CMSIS-NN) on the same inputs.
 
     .venv/bin/python bench/device.py [--boards qemu-mps2-an386 qemu-stm32f405] [--samples 20]
+                                     [--models mlperf,demo,swish,mobilenet,mobilenet_v2,autoencoder]
                                      [--demo build/demo] [--extra model.tflite ...]
-                                     [--tflm-tree DIR ...]
+                                     [--tflm-tree DIR ...] [--results bench/results]
 
 The MLPerf Tiny rows are the `.tflite` files in $AQEDGE_MLPERF_TINY (skipped, with a message,
 when it is unset); the TFLM trees come from --tflm-tree or $TFLM_TREE (without any, the peer
-columns are left empty and the run says so). Writes bench/results/device.{json,md}. JSON rows:
+columns are left empty and the run says so). `--models` picks the rows, comma-separated (default:
+all of the groups above): `mlperf` (or one file's stem, `ic_resnet8_int8`), `demo`, `swish`, a
+bench/zoo.py group (`mobilenet`, `mobilenet_v2`: int8 and W4A4; `autoencoder`; `zoo`: all five)
+or a zoo model by name (`mobilenet_v2_w4a8`, ...; `bench/zoo.py --list`). A model that fails to
+build or measure is listed under the table with its error and the run goes on.
+
+Writes device.{json,md} into `--results` (default bench/results/; a subset's run elsewhere keeps
+the full table there). JSON rows (then one {model, board, error} per failure):
 {model, board, instructions, macs, arena_bytes, stack_bytes, code_bytes, weight_bytes} plus
 bit-exactness and, per TFLM tree, `peers` {runtime: instructions, arena, code, bit-exact} and
 the ratios to them (QEMU -icount shift=0, gcc 12.2 -O2, TFLM built with -DNDEBUG by
@@ -30,9 +38,20 @@ the ratios to them (QEMU -icount shift=0, gcc 12.2 -O2, TFLM built with -DNDEBUG
 - The ×2.5 Swish network of bench/accuracy.py (`swish_x2.5_w4a4`, adaptive W4A4, and its
   full-int8 twin `swish_x2.5_int8`), trained small the same way into build/bench-demo/: a
   MobileNetV2-style network whose LOGISTIC and HARD_SWISH run through lookup tables.
+- The bench/zoo.py networks, built by the bench with fixed seeds and cached under
+  $AQEDGE_ZOO_CACHE (default build/zoo/): keras.applications MobileNet (alpha 0.25) and
+  MobileNetV2 (alpha 0.35) at 96x96x3 with a 10-class head, full-int8 PTQ (`*_int8`) and aqedge's
+  adaptive W4A4 after 4 QAT steps on random data (`*_w4a4`), and the dense autoencoder
+  640-128-128-128-8-128-128-128-640 (int8). Their weights are random (accuracy is not measured).
+- RAM: the emulated MPS2 boards are declared with the 4 MiB QEMU maps at 0x20000000 (their
+  board files declare a realistic 256 KiB), so that TFLite Micro's MobileNetV2 (arena 224 KB
+  int8, 317 KB W4A4) links; `--board-ram` keeps the board files' figure. No column depends on
+  it: arena, static RAM and stack are what each image uses.
 - stack_bytes: high-water mark. QEMU starts with RAM zeroed, so after one inference the
   deepest non-zero word of the stack section, read through the QEMU monitor, marks it (a lower
-  bound if the deepest words happened to be written as zeros).
+  bound if the deepest words happened to be written as zeros). `stack_full`: the deepest 16
+  bytes were written too, so the inference may need more than the board's stack (it then runs
+  on into the RAM below it, unchecked); the table marks it "(full)".
 """
 
 from __future__ import annotations
@@ -57,8 +76,11 @@ from aqedge.compare import build_all, measure_all, summarize
 from aqedge.harness.samples import load_samples
 from aqedge.codegen.graph import read_tflite
 from aqedge.codegen.lower import lower
+from aqedge.errors import AqError
 from aqedge.harness.link import DeviceLink
 from aqedge.inspect import count_macs as inspect_macs
+
+import zoo
 
 REPO = Path(__file__).resolve().parent.parent
 MLPERF_ENV = "AQEDGE_MLPERF_TINY"
@@ -200,7 +222,30 @@ def swish_models() -> tuple[Path, Path]:
 
 
 #: (W4A4, INT8) twins compared per MAC and by weight bytes.
-PAIRS = ((DEMO_W4A4, DEMO_INT8), (SWISH_W4A4, SWISH_INT8))
+PAIRS = ((DEMO_W4A4, DEMO_INT8), (SWISH_W4A4, SWISH_INT8),
+         *((zoo.file_name(w4), zoo.file_name(i8)) for w4, i8 in zoo.ZOO_PAIRS))
+#: --models groups of bench/zoo.py names.
+ZOO_GROUPS = {"mobilenet": ["mobilenet_int8", "mobilenet_w4a4"],
+              "mobilenet_v2": ["mobilenet_v2_int8", "mobilenet_v2_w4a4"],
+              "autoencoder": ["autoencoder_int8"]}
+ZOO_GROUPS["zoo"] = [n for g in ZOO_GROUPS.values() for n in g]
+DEFAULT_MODELS = "mlperf,demo,swish,mobilenet,mobilenet_v2,autoencoder"
+#: RAM that QEMU maps for an emulated board, where its board file declares less.
+QEMU_RAM = {"qemu-mps2-an386": 4 << 20, "qemu-mps2-an500": 4 << 20}
+
+
+def bench_board(name: str, board_ram: bool = False):
+    """The board `name`; an emulated one with all the RAM QEMU maps (QEMU_RAM) unless
+    `board_ram` keeps its board file's."""
+    import dataclasses
+
+    board, _ = resolve(name)
+    ram = QEMU_RAM.get(board.name)
+    if board_ram or not board.emulated or ram is None or ram <= board.ram_bytes:
+        return board
+    print(f"bench/device.py: {board.name} declared with the {ram:,} bytes of RAM QEMU maps "
+          f"(board file: {board.ram_bytes:,})", flush=True)
+    return dataclasses.replace(board, ram_bytes=ram)
 
 
 def mlperf_models() -> list[Path]:
@@ -211,6 +256,32 @@ def mlperf_models() -> list[Path]:
         where = f"{MLPERF_ENV}={directory} holds no .tflite" if directory else f"{MLPERF_ENV} is not set"
         print(f"bench/device.py: {where}: skipping the MLPerf Tiny rows", file=sys.stderr)
     return models
+
+
+def select_models(spec: str, demo: Path, extra: list[str]) -> list[Path]:
+    """The .tflite files of a --models list (see the module docstring), in its order, then the
+    --extra files; exits naming any unknown entry."""
+    names = [n.strip() for n in spec.split(",") if n.strip()]
+    others = {"demo", "swish", *ZOO_GROUPS, *zoo.ZOO}
+    mlperf = {p.stem: p for p in mlperf_models()} if any(n not in others for n in names) else {}
+    known = {"mlperf", "demo", "swish", *ZOO_GROUPS, *zoo.ZOO, *mlperf}
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        sys.exit(f"bench/device.py: unknown --models {', '.join(unknown)}; choose from "
+                 f"{', '.join(sorted(known))}")
+    models: list[Path] = []
+    for n in names:
+        if n == "mlperf":
+            models += mlperf.values()
+        elif n in mlperf:
+            models.append(mlperf[n])
+        elif n == "demo":
+            models += demo_models(demo)
+        elif n == "swish":
+            models += swish_models()
+        else:
+            models += zoo.zoo_models(ZOO_GROUPS.get(n, [n]), lambda t: print(t, flush=True))
+    return list(dict.fromkeys(models + [Path(e) for e in extra]))
 
 
 def _has_int4(path: Path) -> bool:
@@ -229,9 +300,10 @@ def measure_model(path: Path, board, trees: list[Path], tmp: Path, samples: int,
     macs = count_macs(path)
     summary = summarize(board, contenders, macs)
     m, info, out = ours.metrics, ours.info, ours.build_dir
+    stack = stack_high_water(board, out, inputs.inputs[0])
     row = {"model": path.name, "board": board.name, "instructions": m["latency"]["median"],
-           "macs": macs, "arena_bytes": info.arena_bytes,
-           "stack_bytes": stack_high_water(board, out, inputs.inputs[0]),
+           "macs": macs, "arena_bytes": info.arena_bytes, "stack_bytes": stack,
+           "stack_full": stack is not None and stack > board.stack_bytes - 16,
            "code_bytes": ours.code_bytes, "weight_bytes": weight_bytes(out / "firmware.elf"),
            "instructions_per_mac": summary["runtimes"][0]["latency_per_mac"],
            "bit_exact_samples": round(m["device_matches_reference"] * m["measured"]),
@@ -260,6 +332,8 @@ def device_table(rows: list[dict]) -> list[str]:
         cells = [r["model"], r["board"], *(_fmt(r.get(k)) for k in (
             "instructions", "macs", "instructions_per_mac", "arena_bytes", "stack_bytes",
             "static_ram_bytes", "code_bytes", "weight_bytes")), f"{r['bit_exact_samples']}/{r['samples']}"]
+        if r.get("stack_full"):
+            cells[6] += " (full)"
         for p in peers:
             q = r["peers"].get(p, {})
             cells += [_fmt(q.get("instructions")),
@@ -271,7 +345,8 @@ def device_table(rows: list[dict]) -> list[str]:
               "(-DNDEBUG, each tree's kernels) by aqedge.codegen.tflm.build_tflm and measured in this "
               "run; x: aqedge's figure divided by the peer's. Code: flash minus the model's data "
               "arrays. Stack: deepest non-zero word of the (initially zero) stack after one "
-              "inference. Static RAM: .data + .bss (arena, buffers)."]
+              "inference; (full): all of it was written, the inference may need more than the "
+              "board's stack. Static RAM: .data + .bss (arena, buffers)."]
     return lines
 
 
@@ -281,37 +356,29 @@ def _fmt(v) -> str:
     return f"{v:,}" if isinstance(v, int) else f"{v}"
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--boards", nargs="+", default=["qemu-mps2-an386", "qemu-stm32f405"])
-    parser.add_argument("--samples", type=int, default=20)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--demo", type=Path, default=REPO / "build" / "demo",
-                        help="`aqedge run` output with model.tflite (W4A4) and model.keras (float)")
-    parser.add_argument("--no-demo", action="store_true",
-                        help="skip the Fashion-MNIST CNN and Swish network pairs")
-    parser.add_argument("--extra", nargs="*", default=[], help="more .tflite models")
-    parser.add_argument("--tflm-tree", nargs="*", default=[],
-                        help="TFLite Micro trees to measure as peers (default: $TFLM_TREE)")
-    args = parser.parse_args()
-    models = mlperf_models() + [Path(e) for e in args.extra]
-    if not args.no_demo:
-        models += [*demo_models(args.demo), *swish_models()]
-    trees = [Path(t) for t in args.tflm_tree] or trees_from_env()
-    if not trees:
-        print("bench/device.py: no TFLM tree (--tflm-tree or TFLM_TREE): no peer columns", file=sys.stderr)
-    rows = []
+def measure_models(models: list[Path], boards: list, trees: list[Path], samples: int,
+                   seed: int) -> tuple[list[dict], list[dict]]:
+    """Every model on every board: (rows, failures {model, board, error}); a model whose build
+    or measurement fails with an AqError is a failure and the others still run."""
+    rows, failed = [], []
     with tempfile.TemporaryDirectory() as tmp:
-        for board_name in args.boards:
-            board, _ = resolve(board_name)
+        for board in boards:
             for path in models:
-                rows.append(measure_model(path, board, trees, Path(tmp), args.samples, args.seed))
+                try:
+                    rows.append(measure_model(path, board, trees, Path(tmp), samples, seed))
+                except AqError as exc:
+                    failed.append({"model": path.name, "board": board.name, "error": str(exc)})
+                    print(f"bench/device.py: {path.name} on {board.name}: {exc}", file=sys.stderr,
+                          flush=True)
+                    continue
                 print(rows[-1], flush=True)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "device.json").write_text(json.dumps(rows, indent=2) + "\n")
-    lines = device_table(rows)
+    return rows, failed
+
+
+def pair_table(rows: list[dict], boards: list[str]) -> list[str]:
+    """W4A4 models against their INT8 twins (PAIRS), per board, when both were measured."""
     pairs = []
-    for board_name in args.boards:
+    for board_name in boards:
         by = {r["model"]: r for r in rows if r["board"] == resolve(board_name)[0].name}
         for w4, i8 in PAIRS:
             if w4 not in by or i8 not in by:
@@ -321,13 +388,58 @@ def main() -> None:
                          f"{a['instructions_per_mac'] / b['instructions_per_mac']:.3f} | "
                          f"{a['weight_bytes']:,} | {b['weight_bytes']:,} | "
                          f"{a['weight_bytes'] / b['weight_bytes']:.3f} |")
-    if pairs:
-        lines += ["", "W4A4 models against their INT8 twins (issue 5: per-MAC ratio <= 1, "
-                  "weight ratio <= 0.55):", "",
-                  "| W4A4 model | board | W4A4 instr/MAC | INT8 instr/MAC | ratio | W4A4 weight B | INT8 weight B | ratio |",
-                  "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"] + pairs
-    (RESULTS / "device.md").write_text("\n".join(lines) + "\n")
+    if not pairs:
+        return []
+    return ["", "W4A4 models against their INT8 twins (issue 5: per-MAC ratio <= 1, weight ratio "
+            "<= 0.55; issue 19: instructions <= 0.95x the twin's; same MACs, so the per-MAC ratio "
+            "is the instruction ratio):", "",
+            "| W4A4 model | board | W4A4 instr/MAC | INT8 instr/MAC | ratio | W4A4 weight B | INT8 weight B | ratio |",
+            "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"] + pairs
+
+
+def write_results(rows: list[dict], failed: list[dict], boards: list[str], out: Path) -> None:
+    """out/device.json (rows, then failures) and out/device.md; prints the Markdown."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "device.json").write_text(json.dumps(rows + failed, indent=2) + "\n")
+    lines = device_table(rows)
+    if failed:
+        lines += ["", "Not measured:", ""] + [f"- {f['model']} on {f['board']}: "
+                                              f"{' '.join(f['error'].split())}" for f in failed]
+    lines += pair_table(rows, boards)
+    (out / "device.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--boards", nargs="+", default=["qemu-mps2-an386", "qemu-stm32f405"])
+    parser.add_argument("--samples", type=int, default=20)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--demo", type=Path, default=REPO / "build" / "demo",
+                        help="`aqedge run` output with model.tflite (W4A4) and model.keras (float)")
+    parser.add_argument("--models", default=DEFAULT_MODELS,
+                        help="comma-separated rows: mlperf, demo, swish, mobilenet, mobilenet_v2, "
+                             "autoencoder, zoo, a bench/zoo.py name or an MLPerf file stem")
+    parser.add_argument("--no-demo", action="store_true",
+                        help="skip the Fashion-MNIST CNN and Swish network pairs")
+    parser.add_argument("--extra", nargs="*", default=[], help="more .tflite models")
+    parser.add_argument("--tflm-tree", nargs="*", default=[],
+                        help="TFLite Micro trees to measure as peers (default: $TFLM_TREE)")
+    parser.add_argument("--results", type=Path, default=RESULTS,
+                        help="folder for device.json and device.md")
+    parser.add_argument("--board-ram", action="store_true",
+                        help="keep the board files' RAM size (TFLM's MobileNetV2 then does not fit)")
+    args = parser.parse_args()
+    spec = args.models
+    if args.no_demo:
+        spec = ",".join(n for n in spec.split(",") if n.strip() not in ("demo", "swish"))
+    models = select_models(spec, args.demo, args.extra)
+    trees = [Path(t) for t in args.tflm_tree] or trees_from_env()
+    if not trees:
+        print("bench/device.py: no TFLM tree (--tflm-tree or TFLM_TREE): no peer columns", file=sys.stderr)
+    boards = [bench_board(b, args.board_ram) for b in args.boards]
+    rows, failed = measure_models(models, boards, trees, args.samples, args.seed)
+    write_results(rows, failed, args.boards, args.results)
 
 
 if __name__ == "__main__":
