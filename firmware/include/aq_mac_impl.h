@@ -177,38 +177,21 @@ static inline int32_t aq_dw_lane(const void *table, int32_t word, int hi) {
 #define AQ_DW_PAIR_WORD(w0, c) ((w0) + ((c) & 1))
 #define AQ_DW_PAIR_HI(c) (((c) >> 1) & 1)
 
-/* DEPTHWISE_CONV_2D, depth multiplier 1, "table" layout (dispatch.py depthwise_table_layout):
- * per 4-channel group and tap, int16 pairs (w0, w2) (w1, w3). Valid taps only, as TFLite. */
+/* Weight of output channel oc at tap t in the "table" layout (depth multiplier 1: per 4
+ * channels and tap the pairs (w0, w2) (w1, w3)) or the "mult2" one (2: per 8 outputs and tap
+ * (w0, w1) (w2, w3) (w4, w5) (w6, w7)); dispatch.py depthwise_table_layout / _mult2_layout. */
+static inline int32_t aq_dw_table_weight(const void *table, int32_t taps, int32_t t, int32_t oc,
+                                         int32_t mult) {
+  if (mult == 1) return aq_dw_lane(table, AQ_DW_PAIR_WORD(((oc >> 2) * taps + t) * 2, oc), AQ_DW_PAIR_HI(oc));
+  return aq_dw_lane(table, ((oc >> 3) * taps + t) * 4 + ((oc & 7) >> 1), oc & 1);
+}
+
+/* DEPTHWISE_CONV_2D, depth multiplier 1 or 2, weights in the "table" / "mult2" layout. Valid
+ * taps only, as TFLite. */
 static inline void aq_depthwise_conv_table_impl(const aq_depthwise_conv_params *p,
                                                 const int8_t *input, const void *table,
                                                 const int32_t *bias, int8_t *output) {
-  const int32_t taps = (int32_t)p->k_h * p->k_w;
-  for (int oy = 0; oy < p->out_h; ++oy) {
-    for (int ox = 0; ox < p->out_w; ++ox) {
-      for (int c = 0; c < p->in_c; ++c) {
-        int32_t acc = 0;
-        for (int t = 0; t < taps; ++t) {
-          const int in_y = oy * p->stride_h - p->pad_h + p->dil_h * (t / p->k_w);
-          const int in_x = ox * p->stride_w - p->pad_w + p->dil_w * (t % p->k_w);
-          if (in_y < 0 || in_y >= p->in_h || in_x < 0 || in_x >= p->in_w) continue;
-          const int32_t x = input[((int32_t)in_y * p->in_w + in_x) * p->in_c + c];
-          const int32_t w0 = ((c >> 2) * taps + t) * 2;
-          acc += aq_dw_lane(table, AQ_DW_PAIR_WORD(w0, c), AQ_DW_PAIR_HI(c)) * (x + p->q.input_offset);
-        }
-        if (bias) acc += bias[c];
-        acc = aq_requantize(acc, p->q.multiplier[c], p->q.shift[c]) + p->q.output_offset;
-        output[((int32_t)oy * p->out_w + ox) * p->out_c + c] = (int8_t)aq_clamp(acc, p->q.act_min, p->q.act_max);
-      }
-    }
-  }
-}
-
-/* DEPTHWISE_CONV_2D, depth multiplier 2, "mult2" layout (dispatch.py depthwise_mult2_layout):
- * per 8 output channels and tap, int16 pairs (w0, w1) (w2, w3) (w4, w5) (w6, w7). */
-static inline void aq_depthwise_conv_mult2_impl(const aq_depthwise_conv_params *p,
-                                                const int8_t *input, const void *table,
-                                                const int32_t *bias, int8_t *output) {
-  const int32_t taps = (int32_t)p->k_h * p->k_w;
+  const int32_t taps = (int32_t)p->k_h * p->k_w, mult = p->depth_multiplier;
   for (int oy = 0; oy < p->out_h; ++oy) {
     for (int ox = 0; ox < p->out_w; ++ox) {
       for (int oc = 0; oc < p->out_c; ++oc) {
@@ -217,9 +200,8 @@ static inline void aq_depthwise_conv_mult2_impl(const aq_depthwise_conv_params *
           const int in_y = oy * p->stride_h - p->pad_h + p->dil_h * (t / p->k_w);
           const int in_x = ox * p->stride_w - p->pad_w + p->dil_w * (t % p->k_w);
           if (in_y < 0 || in_y >= p->in_h || in_x < 0 || in_x >= p->in_w) continue;
-          const int32_t x = input[((int32_t)in_y * p->in_w + in_x) * p->in_c + oc / 2];
-          const int32_t word = ((oc >> 3) * taps + t) * 4 + ((oc & 7) >> 1);
-          acc += aq_dw_lane(table, word, oc & 1) * (x + p->q.input_offset);
+          const int32_t x = input[((int32_t)in_y * p->in_w + in_x) * p->in_c + oc / mult];
+          acc += aq_dw_table_weight(table, taps, t, oc, mult) * (x + p->q.input_offset);
         }
         if (bias) acc += bias[oc];
         acc = aq_requantize(acc, p->q.multiplier[oc], p->q.shift[oc]) + p->q.output_offset;

@@ -4,5 +4,5 @@
 
 void aq_depthwise_conv_mult2_s8(const aq_depthwise_conv_params *p, const int8_t *input,
                                 const int8_t *filter, const int32_t *bias, int8_t *output) {
-  aq_depthwise_conv_mult2_impl(p, input, filter, bias, output);
+  aq_depthwise_conv_table_impl(p, input, filter, bias, output);
 }
