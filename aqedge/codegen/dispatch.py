@@ -41,7 +41,7 @@ class Variant:
     """One kernel variant for one layer."""
 
     kind: str                   # "conv", "depthwise" or "fully_connected"
-    name: str                   # short label: "matvec", "pointwise", "3x3", "generic", ...
+    name: str                   # short label: "im2col", "matvec", "3x3", "table", ...
     kernel: str                 # the C function
     why: str                    # one line: what the variant is and why this layer gets it
     relayout: Callable[[np.ndarray, dict[str, Any], bool], np.ndarray] | None = None
@@ -126,20 +126,6 @@ def column_layout(weights: np.ndarray, params: dict[str, Any], s4: bool) -> np.n
     padded = np.zeros((rows.shape[0], padded_k(rows.shape[1], s4)), np.int64)
     padded[:, :rows.shape[1]] = rows
     return natural(padded, s4)
-
-
-#: Rows a matrix x vector block computes at once (firmware/kernels/*/aq_fully_connected_matvec_*).
-MATVEC_ROWS = 4
-#: Batches up to which FULLY_CONNECTED runs matrix x vector per batch: from 4 on, the 4-pixel
-#: column kernel shares each weight load between 4 batches and is faster.
-MATVEC_MAX_BATCHES = 3
-
-
-def byte_rows(weights: np.ndarray, params: dict[str, Any], s4: bool) -> np.ndarray:
-    """INT4 rows (output channels) each packed on its own, an odd row padded with a zero
-    nibble: every row starts on a byte (the column kernels' `row_bytes` = ceil(K / 2))."""
-    rows = channel_rows("conv", weights)
-    return np.concatenate([natural(r, True) for r in rows])
 
 
 def column_bytes(K: int, s4: bool, gather: bool = False) -> int:
