@@ -96,17 +96,44 @@ def _parse_layer_bits(items: list[str]) -> dict[str, int]:
     return out
 
 
+def _probe(folder: Path, what: str, path: Path) -> None:
+    """Create and remove a file in `folder` (or its nearest existing parent): the one sure test
+    that an output can be written there (os.access says yes to root on a read-only /proc)."""
+    import tempfile
+
+    probe = next((p for p in (folder, *folder.parents) if p.exists()), Path("."))
+    if not probe.is_dir():
+        raise AqError(f"{what} {path}: {probe} is a file, not a folder")
+    try:
+        fd, name = tempfile.mkstemp(dir=probe, prefix=".aqedge-probe-")
+        os.close(fd)
+        os.unlink(name)
+    except OSError as exc:
+        raise AqError(f"{what} {path}: cannot write in {probe} ({exc.strerror})") from None
+
+
 def _writable(path: Path, what: str) -> Path:
-    """Refuse an output path that cannot be written before any long work starts."""
+    """Refuse an output file that cannot be written before any long work starts."""
     if path.is_dir():
         raise AqError(f"{what} {path} is a folder: give a file name")
-    parent = path.parent if str(path.parent) else Path(".")
-    if parent.exists() and not parent.is_dir():
-        raise AqError(f"{what} {path}: {parent} is a file, not a folder")
-    probe = parent if parent.exists() else next(p for p in parent.parents if p.exists())
-    if not os.access(probe, os.W_OK):
-        raise AqError(f"{what} {path}: {probe} is not writable")
+    _probe(path.parent if str(path.parent) else Path("."), what, path)
     return path
+
+
+def _writable_dir(path: Path, what: str) -> Path:
+    """Refuse an output folder that cannot be made or written before any long work starts."""
+    if path.exists() and not path.is_dir():
+        raise AqError(f"{what} {path} is a file, not a folder")
+    _probe(path, what, path)
+    return path
+
+
+def _at_least(value, low, what: str):
+    """`value` (if given) must be a finite number >= low."""
+    if value is not None and not (value == value and abs(value) != float("inf") and value >= low):
+        raise AqError(f"{what} {value}: must be {'a finite number ' if isinstance(value, float) else ''}"
+                      f"{'at least ' + str(low) if low else '0 or more'}")
+    return value
 
 
 DATA_HELP = ("Data: a .npz (x, y or x_train/y_train/x_test/y_test), a folder with one subfolder "
@@ -136,11 +163,11 @@ def quantize(model: Optional[Path] = typer.Argument(None, help="Float Keras mode
     from dataclasses import replace
 
     from .config import QuantizeSettings, check_quantize
-    from .pipeline import load_keras, quantize_float, save_atomic
+    from .atomic import save_atomic
+    from .pipeline import load_keras, quantize_float
 
     project = _project()
-    if limit is not None and limit < 1:
-        raise AqError(f"--limit {limit}: must be at least 1")
+    _at_least(limit, 1, "--limit")
     given = dict(weight_bits=weight_bits, activation_bits=activation_bits, shift=shift,
                  first_last_bits=first_last_bits, epochs=epochs, lr=lr, distill=distill,
                  limit=limit, seed=seed)
@@ -156,6 +183,7 @@ def quantize(model: Optional[Path] = typer.Argument(None, help="Float Keras mode
     if model is None:
         raise AqError("no model: give the float .keras to quantize, or run `aqedge init --model M`")
     spec = _data(data, rescale, project, "train", "fashion-mnist")
+    spec.kind  # noqa: B018  (a missing or unusable --data stops here, before the model loads)
     qat_model = quantize_float(load_keras(model), spec, settings, console, _progress)
     save_atomic(qat_model.save, out)
     console.print(f"wrote {out}")
@@ -168,11 +196,15 @@ def convert(model: Path = typer.Argument(..., help="A QAT model from `aqedge qua
             out: Path = typer.Option(Path("model.tflite"), "-o", "--out", help="Where to write the .tflite.")) -> None:
     """Convert a Keras model to a full-integer .tflite (INT4 weights for a 4-bit QAT model)."""
     from .convert import convert_keras
-    from .pipeline import load_keras, read_data, save_atomic
+    from .atomic import save_atomic
+    from .pipeline import load_keras, read_data
 
     _writable(out, "-o")
-    keras_model = load_keras(model)
+    if out.suffix != ".tflite":
+        raise AqError(f"-o {out}: a converted model is saved as .tflite")
     spec = _data(data, rescale, _project(), "train", "fashion-mnist")
+    spec.kind  # noqa: B018
+    keras_model = load_keras(model)
     x = read_data(spec, "train", keras_model, need_labels=False).x
     with console.status(f"converting {model}"):
         tflite = convert_keras(keras_model, x)
@@ -233,7 +265,9 @@ def build(board: Optional[str] = typer.Option(None, "--board", "-b", help="Board
     if model.suffix not in (".tflite", ".keras"):
         raise AqError(f"{model}: expected a .tflite model (or a .keras one, which aqedge "
                       "quantizes and converts first)")
-    out_dir = out or _default_dir(b, project, runtime)
+    if not model.is_file():
+        raise AqError(f"--model {model}: file not found")
+    out_dir = _writable_dir(out or _default_dir(b, project, runtime), "-o")
     if runtime == "tflm":
         from .codegen.tflm import open_tree
 
@@ -241,6 +275,8 @@ def build(board: Optional[str] = typer.Option(None, "--board", "-b", help="Board
     elif tflm_tree is not None:
         raise AqError("--tflm-tree goes with --runtime tflm")
     train = _data(data, rescale, project, "train", None)
+    if train is not None and (data or model.suffix == ".keras"):
+        train.kind  # noqa: B018  (a missing --data stops here)
     settings = project.quantize if project else QuantizeSettings()
     tflite = prepare_tflite(model, out_dir.parent, train, settings, console, _progress)
     if runtime == "tflm":
@@ -291,7 +327,7 @@ def init(directory: Path = typer.Argument(Path("."), help="The project folder (c
     text = config.render(config.relative(model, directory), specs.get("train"), specs.get("test"),
                          rescale, board)
     directory.mkdir(parents=True, exist_ok=True)
-    from .pipeline import save_atomic
+    from .atomic import save_atomic
 
     save_atomic(lambda tmp: tmp.write_text(text), path)
     console.print(f"wrote {path}")
@@ -314,6 +350,7 @@ def flash(board: Optional[str] = typer.Option(None, "--board", "-b", help="Board
     info = BuildInfo.load(d)
     if info.board != b.name:
         raise AqError(f"{d} was built for {info.board}, not {b.name}")
+    info.check_files(d)
     if not b.emulated:
         program(b, d, tool, probe, echo=lambda cmd: console.print(f"$ {cmd}", highlight=False, markup=False))
         console.print(f"[green]flashed[/green] {b.name} (not verified on hardware); measure it with: "
@@ -339,6 +376,7 @@ def _samples_for(b, build_dir: Path, source, count: Optional[int], seed: int):
     info = BuildInfo.load(build_dir)
     if info.board != b.name:
         raise AqError(f"{build_dir} was built for {info.board}, not {b.name}")
+    info.check_files(build_dir)
     return load_samples(info, source, count, seed)
 
 
@@ -364,11 +402,11 @@ def measure(board: Optional[list[str]] = typer.Option(None, "--board", "-b", hel
     project = _project()
     if not timeout > 0 or timeout != timeout or timeout == float("inf"):
         raise AqError(f"--timeout {timeout}: give a positive number of seconds")
-    if samples is not None and samples < 1:
-        raise AqError(f"--samples {samples}: must be at least 1")
+    _at_least(samples, 1, "--samples")
+    _at_least(profile_samples, 1, "--profile-samples")
     boards = [_board(name) for name in (board or [_board_of(None, project)])]
     source = _data(data, rescale, project, "test", "fashion-mnist")
-    output = output or (project.build_dir / "metrics.json" if project else Path("metrics.json"))
+    output = _writable(output or (project.build_dir / "metrics.json" if project else Path("metrics.json")), "-o")
     ports = list(port or [])
     if ports and len(ports) != len(boards):
         raise AqError(f"{len(boards)} --board but {len(ports)} --port: give one --port per --board "
@@ -484,14 +522,15 @@ def compare(board: Optional[list[str]] = typer.Option(None, "--board", "-b", hel
     from .pipeline import prepare_tflite
 
     project = _project()
-    if samples is not None and samples < 1:
-        raise AqError(f"--samples {samples}: must be at least 1")
+    _at_least(samples, 1, "--samples")
     boards = [_board(name) for name in (board or [_board_of(None, project)])]
     trees = _tflm_trees(tflm_tree)
     model = model or (project.model if project else None)
     if model is None:
         raise AqError("no model: give --model M.tflite, or run `aqedge init --model M`")
-    out_dir = out or ((project.build_dir if project else Path("build")) / "compare")
+    if not model.is_file():
+        raise AqError(f"--model {model}: file not found")
+    out_dir = _writable_dir(out or ((project.build_dir if project else Path("build")) / "compare"), "-o")
     source = _data(data, rescale, project, "test", "random")
     tflite = prepare_tflite(model, out_dir.parent, _data(None, rescale, project, "train", None),
                             project.quantize if project else QuantizeSettings(), console, _progress)
@@ -510,6 +549,10 @@ def run(board: str = typer.Option("stm32", "--board", "-b", help="Board name or 
     """Run the whole pipeline on the built-in Fashion-MNIST example (trained models are cached)."""
     from .pipeline import run_example
 
+    _at_least(epochs, 1, "--epochs")
+    _at_least(qat_epochs, 0, "--qat-epochs")
+    _at_least(samples, 1, "--samples")
+    _writable_dir(out, "-o")
     run_example(_board(board), out, epochs, qat_epochs, samples, console, _progress)
 
 

@@ -158,7 +158,7 @@ def compare(model: Path, boards: list[Board], trees: list[Path], source, count: 
 
 def write_outputs(data: dict, out_dir: Path) -> None:
     """compare.json, compare.md and compare.png, each written to a temporary file first."""
-    from .pipeline import save_atomic
+    from .atomic import save_atomic
 
     save_metrics(data, out_dir / "compare.json")
     save_atomic(lambda tmp: tmp.write_text(markdown(data)), out_dir / "compare.md")

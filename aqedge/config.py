@@ -143,19 +143,39 @@ def _quantize(raw: dict, path: Path) -> QuantizeSettings:
     return q
 
 
+#: The bit widths quantize_model accepts for weights and activations.
+MIN_BITS, MAX_BITS = 2, 8
+
+
+def _option(where: str, name: str) -> str:
+    """How the user wrote setting `name`: `--weight-bits` on the command line, else `where name`."""
+    return f"--{name.replace('_', '-')}" if where == "--" else f"{where}{name}"
+
+
 def check_quantize(q: QuantizeSettings, where: str = "--") -> None:
-    """The settings' own sanity (the bit widths themselves are checked by quantize_model)."""
+    """The settings' own sanity, checked before any work starts; errors name the option."""
+    def bad(name: str, value, why: str) -> AqError:
+        return AqError(f"{_option(where, name)} {value}: {why}")
+
     if not (isinstance(q.lr, (int, float)) and math.isfinite(q.lr) and q.lr > 0):
-        raise AqError(f"{where}lr {q.lr}: the learning rate must be positive and finite")
-    if not 0.0 <= q.distill <= 1.0:
-        raise AqError(f"{where}distill {q.distill}: choose a weight between 0 and 1")
+        raise bad("lr", q.lr, "the learning rate must be positive and finite")
+    if not (math.isfinite(q.distill) and 0.0 <= q.distill <= 1.0):
+        raise bad("distill", q.distill, "choose a weight between 0 and 1")
     if q.epochs < 0:
-        raise AqError(f"{where}epochs {q.epochs}: must be 0 or more")
+        raise bad("epochs", q.epochs, "must be 0 or more")
     if q.limit < 0:
-        raise AqError(f"{where}limit {q.limit}: must be 0 (all) or more")
+        raise bad("limit", q.limit, "must be 0 (all) or more")
+    if not 0 <= q.seed < 2 ** 32:
+        raise bad("seed", q.seed, "choose a seed between 0 and 2**32 - 1")
+    for name in ("weight_bits", "activation_bits", "first_last_bits"):
+        bits = getattr(q, name)
+        if not MIN_BITS <= bits <= MAX_BITS:
+            raise bad(name, bits, f"choose a bit width between {MIN_BITS} and {MAX_BITS}")
     for name, bits in q.layer_bits.items():
         if not isinstance(bits, int) or isinstance(bits, bool):
-            raise AqError(f"{where}layer_bits {name} = {bits!r}: expected a number of bits")
+            raise bad("layer_bits", f"{name}={bits!r}", "expected a number of bits")
+        if not MIN_BITS <= bits <= MAX_BITS:
+            raise bad("layer_bits", f"{name}={bits}", f"choose a bit width between {MIN_BITS} and {MAX_BITS}")
 
 
 def render(model: str, train: str | None, test: str | None, rescale: str | None,

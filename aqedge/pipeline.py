@@ -21,6 +21,7 @@ from rich.console import Console
 from rich.progress import Progress
 
 from . import datasets, example, tf_import
+from .atomic import save_atomic
 from .boards import Board
 from .config import QuantizeSettings
 from .datasets import Dataset, DataSpec, fit_to_model
@@ -136,7 +137,8 @@ def load_keras(path: Path):
     try:
         return keras.models.load_model(path)
     except Exception as exc:
-        raise AqError(f"{path} could not be loaded as a Keras model: {exc}") from None
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        raise AqError(f"{path} could not be loaded as a Keras model: {first}") from None
 
 
 def is_qat(model) -> bool:
@@ -162,17 +164,6 @@ def read_data(spec: DataSpec, split: str, model, need_labels: bool) -> Dataset:
     """`spec`'s `split`, checked against `model`'s input shape and output count."""
     shape, classes = model_signature(model)
     return fit_to_model(spec.read(split, shape), shape, classes, need_labels=need_labels)
-
-
-def save_atomic(write: Callable[[Path], None], path: Path) -> None:
-    """`write(tmp)` then rename tmp over `path`: `path` is the old file or the new, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _stamp(source: Path, settings: dict) -> dict:

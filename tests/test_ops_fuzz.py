@@ -820,6 +820,7 @@ def test_unsupported_parameters_are_refused_with_reason():
     z = m.tensor((1, 2, 2, 6), "int8", 0.2, 0)
     m.op("CONCATENATION", [x, x], [z], m.options("ConcatenationOptionsT", axis=3), "ConcatenationOptions")
     f = m.tensor((1, 2, 2, 3), "float32")
+    m.op("DEQUANTIZE", [x], [f])
     q = m.tensor((1, 2, 2, 3), "int8", 0.1, 0)
     m.op("QUANTIZE", [f], [q])
     graph = read_tflite(m.finish([x], [y]))
@@ -828,4 +829,4 @@ def test_unsupported_parameters_are_refused_with_reason():
     with pytest.raises(Unsupported, match="quantized differently"):
         LOWERINGS["CONCATENATION"](graph, graph.ops[1], "op1")
     with pytest.raises(Unsupported, match="float32 -> int8 QUANTIZE"):
-        LOWERINGS["QUANTIZE"](graph, graph.ops[2], "op2")
+        LOWERINGS["QUANTIZE"](graph, graph.ops[3], "op3")

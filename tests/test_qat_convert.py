@@ -113,7 +113,7 @@ def test_pack_int4_odd_count_low_nibble_first_sign_extended():
 
 def test_converter_packs_odd_weight_counts_like_the_quantizer():
     """3x3x1x1 (9) and 3x3x3x1 depthwise (27) kernels: the .tflite nibbles are round(w/s)."""
-    from aqedge.convert.int4 import _schema
+    from aqedge.codegen.graph import read_tflite
 
     keras.utils.set_random_seed(3)
     inputs = keras.Input((6, 6, 1))
@@ -125,9 +125,7 @@ def test_converter_packs_odd_weight_counts_like_the_quantizer():
     qat = quantize_model(model, first_last_bits=4, calibration_data=rep)
     buf = convert_qat(qat, rep)
     info = inspect_tflite(buf)
-    s = _schema()
-    m = s.ModelT.InitFromPackedBuf(bytearray(buf), 0)
-    g = m.subgraphs[0]
+    graph = read_tflite(buf)
     checked = 0
     for op in info["ops"]:
         if op["op"] not in ("CONV_2D", "DEPTHWISE_CONV_2D"):
@@ -138,7 +136,7 @@ def test_converter_packs_odd_weight_counts_like_the_quantizer():
         if count % 2 == 0:
             continue
         assert t["bytes"] == (count + 1) // 2
-        got = unpack_int4(m.buffers[g.tensors[t["index"]].buffer].data, count)
+        got = unpack_int4(graph.tensors[t["index"]].packed, count)   # the stored nibbles
         layer = qat.get_layer({9: "odd_conv", 3: "mid", 27: "odd_dw"}[count])
         w = layer.weight_quantizer(layer._to_channel_view(layer.kernel)).numpy()
         codes = np.round(w / layer.weight_quantizer.scale).astype(np.int8)  # (..., C)

@@ -167,6 +167,7 @@ def test_flash_command_lines():
 def _fake_build(tmp_path: Path) -> Path:
     (tmp_path / "firmware.elf").write_bytes(b"\x7fELF" + bytes(60))
     (tmp_path / "firmware.bin").write_bytes(bytes(64))
+    (tmp_path / "model.tflite").write_bytes(b"model")
     return tmp_path
 
 
@@ -219,7 +220,11 @@ def test_cli_flash_prints_the_command_then_a_one_line_error(tmp_path):
 
     board, _ = resolve("nucleo-f401re")
     t = TensorInfo([1, 4], 0.5, 0)
-    BuildInfo(board.name, "m.tflite", "0" * 64, 1, 16, 1, 1, t, t).save(_fake_build(tmp_path))
+    from aqedge.codegen.build import sha256_of
+
+    d = _fake_build(tmp_path)
+    BuildInfo(board.name, "m.tflite", sha256_of(d / "model.tflite"), 1, 16, 1, 1, t, t,
+              firmware_sha256=sha256_of(d / "firmware.elf")).save(d)
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:/nonexistent")
     result = subprocess.run([sys.executable, "-m", "aqedge.cli", "flash", "--board", board.name,
                              str(tmp_path), "--tool", "st-flash"], capture_output=True, text=True,

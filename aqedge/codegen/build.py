@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from ..atomic import staged_dir
 from ..boards import Board, fit_hint
 from ..errors import AqError
 from ..preprocess import Affine
@@ -74,9 +74,23 @@ class BuildInfo:
     #: aqedge builds: the kernel variant of each MAC layer, chosen at build time
     #: (aqedge/codegen/dispatch.py): rows {op, opcode, kernel, variant, why}.
     kernels: list[dict] = field(default_factory=list)
+    #: SHA-256 of the linked image (`elf`): `flash` and `measure` refuse a folder whose
+    #: firmware or model copy is not the one this build made.
+    firmware_sha256: str = ""
 
     def save(self, build_dir: Path) -> None:
         (build_dir / BUILD_INFO).write_text(json.dumps(asdict(self), indent=2) + "\n")
+
+    def check_files(self, build_dir: Path) -> None:
+        """The firmware and model copy in `build_dir` are the ones this build.json describes."""
+        for name, want, what in ((self.elf, self.firmware_sha256, "firmware"),
+                                 (MODEL_COPY, self.model_sha256, "model copy")):
+            path = build_dir / name
+            if not path.is_file():
+                raise AqError(f"{build_dir}: its {what} {name} is missing: rebuild it with `aqedge build`")
+            if not want or sha256_of(path) != want:
+                raise AqError(f"{build_dir}: {name} is not the {what} its {BUILD_INFO} was written "
+                              "for: rebuild it with `aqedge build`")
 
     @classmethod
     def load(cls, build_dir: Path) -> "BuildInfo":
@@ -88,10 +102,30 @@ class BuildInfo:
             raw = json.loads(path.read_text())
             raw["input"] = TensorInfo(**raw["input"])
             raw["output"] = TensorInfo(**raw["output"])
-            return cls(**raw)
-        except (ValueError, TypeError, KeyError, UnicodeDecodeError) as exc:
+            info = cls(**raw)
+            _check_types(info)
+            return info
+        except (ValueError, TypeError, KeyError, UnicodeDecodeError, AttributeError) as exc:
             raise AqError(f"{path} is damaged ({type(exc).__name__}: {exc}): rebuild "
                           f"{build_dir} with `aqedge build`") from None
+
+
+def _check_types(info: BuildInfo) -> None:
+    """build.json's fields have the types `flash` and `measure` use (a hand edit can break them)."""
+    for name in ("board", "model", "model_sha256", "elf", "runtime", "firmware_sha256"):
+        if not isinstance(getattr(info, name), str):
+            raise TypeError(f"'{name}' is not a string")
+    for t in (info.input, info.output):
+        if not (isinstance(t.shape, list) and t.shape and all(isinstance(d, int) and d > 0 for d in t.shape)):
+            raise ValueError(f"tensor shape {t.shape!r} is not a list of positive integers")
+        if t.scale is not None and not (isinstance(t.scale, (int, float)) and t.scale > 0):
+            raise ValueError(f"scale {t.scale!r} is not a positive number")
+        if t.zero_point is not None and not isinstance(t.zero_point, int):
+            raise ValueError(f"zero point {t.zero_point!r} is not an integer")
+
+
+def sha256_of(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def default_build_dir(board: Board) -> Path:
@@ -123,17 +157,18 @@ def build(model_path: Path, board: Board, out_dir: Path) -> BuildInfo:
     calls = lower(graph, str(model_path))
     plan = plan_memory(graph, calls)
     _check_fits_arena(graph, plan.arena_bytes, scratch_bytes(calls), board, str(model_path))
-    out_dir.mkdir(parents=True, exist_ok=True)
-    sources = render_model(graph, calls, plan, model_path.name, sha256, out_dir)
-    if model_path.resolve() != (out_dir / MODEL_COPY).resolve():
-        shutil.copyfile(model_path, out_dir / MODEL_COPY)
     inp, out = graph.tensors[graph.inputs[0]], graph.tensors[graph.outputs[0]]
-    write_project(board, out_dir, sources, rx_max_for_input(inp.nbytes))
-    image = compile_project(board, out_dir)
-    info = BuildInfo(board=board.name, model=model_path.name, model_sha256=sha256,
-                     ops=len(graph.ops), arena_bytes=plan.arena_bytes,
-                     flash_bytes=image.flash_bytes, ram_bytes=image.ram_bytes,
-                     input=TensorInfo.of(inp, graph.input_transform), output=TensorInfo.of(out),
-                     elf=str(image.elf.relative_to(out_dir)), kernels=kernel_variants(calls))
-    info.save(out_dir)
+    # Built in a staged copy of out_dir that replaces it only once everything succeeded.
+    with staged_dir(out_dir, drop=(BUILD_INFO,)) as stage:
+        sources = render_model(graph, calls, plan, model_path.name, sha256, stage)
+        (stage / MODEL_COPY).write_bytes(data)
+        write_project(board, stage, sources, rx_max_for_input(inp.nbytes))
+        image = compile_project(board, stage)
+        info = BuildInfo(board=board.name, model=model_path.name, model_sha256=sha256,
+                         ops=len(graph.ops), arena_bytes=plan.arena_bytes,
+                         flash_bytes=image.flash_bytes, ram_bytes=image.ram_bytes,
+                         input=TensorInfo.of(inp, graph.input_transform), output=TensorInfo.of(out),
+                         elf=str(image.elf.relative_to(stage)), kernels=kernel_variants(calls),
+                         firmware_sha256=sha256_of(image.elf))
+        info.save(stage)
     return info

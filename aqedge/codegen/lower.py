@@ -803,11 +803,11 @@ def lower(graph: Graph, label: str) -> list[KernelCall]:
                 raise Unsupported("op is not supported by the aqedge runtime")
             calls.append(fn(graph, op, f"op{op.index}"))
         except Unsupported as exc:
-            problems.append(f"  op {op.index} {op.opcode} (v{op.version}): {exc}; {_types(graph, op)}")
+            problems.append(f"op {op.index} {op.opcode} (v{op.version}): {exc}; {_types(graph, op)}")
     if problems:
         supported = ", ".join(sorted(LOWERINGS))
-        raise AqError(f"{label}: {len(problems)} op(s) cannot run on the aqedge runtime "
-                      f"(supported: {supported}):\n" + "\n".join(problems))
+        raise AqError(f"{label}: {len(problems)} op(s) cannot run on the aqedge runtime: "
+                      + "; ".join(problems) + f" (the runtime runs {supported})")
     fold_clamps(graph, calls)
     tabulate(graph, calls)
     return calls

@@ -23,11 +23,12 @@ from pathlib import Path
 
 import jinja2
 
+from ..atomic import staged_dir
 from ..boards import Board
 from ..errors import AqError
 from ..flash import make_flash_targets
 from ..resources import data_dir
-from .build import MODEL_COPY, BuildInfo, TensorInfo, _check_fits_arena
+from .build import BUILD_INFO, MODEL_COPY, BuildInfo, TensorInfo, _check_fits_arena, sha256_of
 from .graph import read_tflite
 from .lower import lower
 from .plan import plan_memory
@@ -266,37 +267,40 @@ def build_tflm(model_path: Path, board: Board, out_dir: Path, tree: str | os.Pat
     ops = resolver_ops([op.opcode for op in graph.ops])
     flags = tflm_flags(board, t)
     selection = select_sources(t, [op.method for op in ops], flags)
-    export = export_tflm(model_path, board, out_dir, (t.kind, selection.sources))
-    # Firmware objects compiled against another tree (or kind) are stale.
-    stamp = out_dir / "build" / "tflm_tree"
-    config = f"{t.root}\n{t.kind}\n{' '.join(flags.command('c++'))}\n"
-    if not stamp.is_file() or stamp.read_text() != config:
-        shutil.rmtree(out_dir / "build", ignore_errors=True)
-        stamp.parent.mkdir(parents=True)
-        stamp.write_text(config)
-    lib = compile_library(t, board, selection.sources, progress=progress, jobs=jobs)
-    used = f"{len(selection.sources)} of {len(t.sources())} (the model's ops)"
-    try:
-        image = _link(board, out_dir, t, lib)
-    except AqError as err:
-        if "undefined reference" not in str(err):
-            raise
-        # A tree laid out differently from what select_sources expects: take every source but
-        # the unused op kernels, and link again (said in build.json's tflm_sources).
-        broad = select_sources(t, [op.method for op in ops], flags, broad=True)
-        _write_if_changed(out_dir / SOURCES_MK, _sources_mk(t.kind, broad.sources, ops).encode())
-        lib = compile_library(t, board, broad.sources, progress=progress, jobs=jobs)
-        image = _link(board, out_dir, t, lib)
-        used = (f"{len(broad.sources)} of {len(t.sources())} (all but unused op kernels: the "
-                "selection missed a symbol)")
-    inp, out = graph.tensors[graph.inputs[0]], graph.tensors[graph.outputs[0]]
-    info = BuildInfo(board=board.name, model=model_path.name, model_sha256=export.model_sha256,
-                     ops=len(graph.ops), arena_bytes=export.arena_bytes,
-                     flash_bytes=image.flash_bytes, ram_bytes=image.ram_bytes,
-                     input=TensorInfo.of(inp, graph.input_transform), output=TensorInfo.of(out),
-                     elf=str(image.elf.relative_to(out_dir)), runtime="tflm",
-                     tflm_kernels=t.kernels, tflm_sources=used)
-    info.save(out_dir)
+    # Built in a staged copy of out_dir that replaces it only once everything succeeded.
+    with staged_dir(out_dir, drop=(BUILD_INFO,)) as stage:
+        export = export_tflm(model_path, board, stage, (t.kind, selection.sources))
+        # Firmware objects compiled against another tree (or kind) are stale.
+        stamp = stage / "build" / "tflm_tree"
+        config = f"{t.root}\n{t.kind}\n{' '.join(flags.command('c++'))}\n"
+        if not stamp.is_file() or stamp.read_text() != config:
+            shutil.rmtree(stage / "build", ignore_errors=True)
+            stamp.parent.mkdir(parents=True)
+            stamp.write_text(config)
+        lib = compile_library(t, board, selection.sources, progress=progress, jobs=jobs)
+        used = f"{len(selection.sources)} of {len(t.sources())} (the model's ops)"
+        try:
+            image = _link(board, stage, t, lib)
+        except AqError as err:
+            if "undefined reference" not in str(err):
+                raise
+            # A tree laid out differently from what select_sources expects: take every source but
+            # the unused op kernels, and link again (said in build.json's tflm_sources).
+            broad = select_sources(t, [op.method for op in ops], flags, broad=True)
+            _write_if_changed(stage / SOURCES_MK, _sources_mk(t.kind, broad.sources, ops).encode())
+            lib = compile_library(t, board, broad.sources, progress=progress, jobs=jobs)
+            image = _link(board, stage, t, lib)
+            used = (f"{len(broad.sources)} of {len(t.sources())} (all but unused op kernels: the "
+                    "selection missed a symbol)")
+        inp, out = graph.tensors[graph.inputs[0]], graph.tensors[graph.outputs[0]]
+        info = BuildInfo(board=board.name, model=model_path.name, model_sha256=export.model_sha256,
+                         ops=len(graph.ops), arena_bytes=export.arena_bytes,
+                         flash_bytes=image.flash_bytes, ram_bytes=image.ram_bytes,
+                         input=TensorInfo.of(inp, graph.input_transform), output=TensorInfo.of(out),
+                         elf=str(image.elf.relative_to(stage)), runtime="tflm",
+                         firmware_sha256=sha256_of(image.elf),
+                         tflm_kernels=t.kernels, tflm_sources=used)
+        info.save(stage)
     return info
 
 

@@ -25,14 +25,6 @@ INT4 = 17
 _WEIGHT_OPS = {"CONV_2D": 1, "DEPTHWISE_CONV_2D": 1, "FULLY_CONNECTED": 1}
 
 
-def _schema():
-    try:
-        from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as s
-    except ImportError:   # pragma: no cover - tflite-micro is a dependency
-        from tensorflow.lite.python import schema_py_generated as s
-    return s
-
-
 # -- INT4 packing: the shared implementation (aqedge/int4.py), re-exported here ----------------
 from ..int4 import pack_int4, unpack_int4  # noqa: E402
 
@@ -133,6 +125,18 @@ _BITS = {"INT4": 4, "INT8": 8, "UINT8": 8, "INT16": 16, "INT32": 32, "INT64": 64
          "FLOAT16": 16, "FLOAT32": 32, "BOOL": 8}
 
 
+def _tensor_entry(t) -> dict:
+    kind = t.dtype.upper()
+    stored = len(t.packed) if t.packed is not None else int(t.data.nbytes) if t.is_constant else 0
+    entry = dict(index=t.index, name=t.name, type=kind, bits=_BITS.get(kind), shape=list(t.shape),
+                 constant=stored > 0, bytes=stored, producers=[], consumers=[])
+    if t.scale is not None:
+        entry["scale"] = [float(v) for v in t.scale]
+        entry["zero_point"] = [int(v) for v in t.zero_point]
+        entry["quantized_dimension"] = int(t.quantized_dimension)
+    return entry
+
+
 def inspect_tflite(buf: bytes, arena: bool = False) -> dict:
     """Describe a `.tflite`: ops, tensors (type, bits, shape, quantization), weight bytes.
 
@@ -140,66 +144,34 @@ def inspect_tflite(buf: bytes, arena: bool = False) -> dict:
     "int4_weight_bytes", "int8_weight_bytes", "bias_bytes", "constant_bytes", "activation_bits"}`
     where `weight_bytes` counts the stored bytes of the filters and biases of CONV_2D /
     DEPTHWISE_CONV_2D / FULLY_CONNECTED (INT4 packed). `arena=True` adds `arena_bytes` as TFLite
-    Micro allocates it (loads the interpreter).
+    Micro allocates it (loads the interpreter). The model is read (and verified) by
+    `aqedge.codegen.graph.read_tflite`, the one reader of `.tflite` files.
     """
-    s = _schema()
-    model = s.ModelT.InitFromPackedBuf(bytearray(buf), 0)
-    type_names = {v: k for k, v in vars(s.TensorType).items() if not k.startswith("_")}
-    op_names = {v: k for k, v in vars(s.BuiltinOperator).items() if not k.startswith("_")}
-    if len(model.subgraphs) != 1:
-        raise AqError(f"the model has {len(model.subgraphs)} subgraphs; aqedge handles one")
-    g = model.subgraphs[0]
+    from ..codegen.graph import read_tflite
 
-    def name(x):
-        return x.decode() if isinstance(x, bytes) else str(x)
-
-    tensors = []
-    for i, t in enumerate(g.tensors):
-        buffer = model.buffers[t.buffer] if t.buffer < len(model.buffers) else None
-        nbytes = len(buffer.data) if buffer is not None and buffer.data is not None else 0
-        if nbytes == 0 and buffer is not None and getattr(buffer, "size", 0):
-            nbytes = int(buffer.size)   # data stored outside the flatbuffer
-        q = t.quantization
-        tname = type_names.get(t.type, str(t.type))
-        entry = dict(index=i, name=name(t.name), type=tname, bits=_BITS.get(tname),
-                     shape=[int(d) for d in (t.shape if t.shape is not None else [])],
-                     constant=nbytes > 0, bytes=nbytes, producers=[], consumers=[])
-        if q is not None and q.scale is not None and len(q.scale):
-            entry["scale"] = [float(v) for v in q.scale]
-            entry["zero_point"] = [int(v) for v in q.zeroPoint]
-            entry["quantized_dimension"] = int(q.quantizedDimension)
-        tensors.append(entry)
-
-    ops, weight_bytes, w4, w8, bias = [], 0, 0, 0, 0
-    for k, op in enumerate(g.operators):
-        code = model.operatorCodes[op.opcodeIndex]
-        opname = op_names.get(max(code.builtinCode, code.deprecatedBuiltinCode), "?")
-        ins = [int(i) for i in (op.inputs if op.inputs is not None else [])]
-        outs = [int(i) for i in (op.outputs if op.outputs is not None else [])]
-        entry = dict(index=k, op=opname, version=int(code.version), inputs=ins, outputs=outs)
-        for i in ins:
+    graph = read_tflite(bytes(buf))
+    tensors = [_tensor_entry(t) for t in graph.tensors]
+    ops, w4, w8, bias = [], 0, 0, 0
+    for op in graph.ops:
+        entry = dict(index=op.index, op=op.opcode, version=op.version, inputs=op.inputs,
+                     outputs=op.outputs)
+        for i in op.inputs:
             if i >= 0:
-                tensors[i]["consumers"].append(f"{opname}#{k}")
-        for i in outs:
-            tensors[i]["producers"].append(f"{opname}#{k}")
-        if opname in _WEIGHT_OPS and len(ins) > 1:
-            w = tensors[ins[1]]
+                tensors[i]["consumers"].append(f"{op.opcode}#{op.index}")
+        for i in op.outputs:
+            tensors[i]["producers"].append(f"{op.opcode}#{op.index}")
+        if op.opcode in _WEIGHT_OPS and len(op.inputs) > 1:
+            w = tensors[op.inputs[1]]
             entry["weight_type"], entry["weight_bytes"] = w["type"], w["bytes"]
-            weight_bytes += w["bytes"]
-            if w["type"] == "INT4":
-                w4 += w["bytes"]
-            else:
-                w8 += w["bytes"]
-            if len(ins) > 2 and ins[2] >= 0:
-                bias += tensors[ins[2]]["bytes"]
-                weight_bytes += tensors[ins[2]]["bytes"]
+            w4, w8 = (w4 + w["bytes"], w8) if w["type"] == "INT4" else (w4, w8 + w["bytes"])
+            if len(op.inputs) > 2 and op.inputs[2] >= 0:
+                bias += tensors[op.inputs[2]]["bytes"]
         ops.append(entry)
 
-    _activation_ranges(g, ops, tensors, model)
-    info = dict(ops=ops, tensors=tensors, inputs=[int(i) for i in g.inputs],
-                outputs=[int(i) for i in g.outputs], weight_bytes=weight_bytes,
-                int4_weight_bytes=w4, int8_weight_bytes=w8, bias_bytes=bias,
-                constant_bytes=sum(t["bytes"] for t in tensors))
+    _activation_ranges(graph, ops, tensors)
+    info = dict(ops=ops, tensors=tensors, inputs=graph.inputs, outputs=graph.outputs,
+                weight_bytes=w4 + w8 + bias, int4_weight_bytes=w4, int8_weight_bytes=w8,
+                bias_bytes=bias, constant_bytes=sum(t["bytes"] for t in tensors))
     if arena:
         info["arena_bytes"] = tflm_arena_bytes(buf)
     return info
@@ -208,21 +180,20 @@ def inspect_tflite(buf: bytes, arena: bool = False) -> dict:
 _SAME_RANGE = ("MAX_POOL_2D", "RESHAPE", "SQUEEZE", "EXPAND_DIMS")
 
 
-def _activation_ranges(g, ops, tensors, model):
+def _activation_ranges(graph, ops, tensors):
     """Annotate int8 activation tensors with the code range they can hold (`code_range`) and
     the bit width that range needs (`value_bits`): 4 for the 16-level tensors of a W4A4 model
     (their storage stays int8: `bits` is 8)."""
     def const_code(i):
-        t = tensors[i]
-        buf = model.buffers[g.tensors[i].buffer].data
-        if t["type"] != "INT8" or buf is None or len(buf) != 1:
+        data = graph.tensors[i].data
+        if tensors[i]["type"] != "INT8" or data is None or data.size != 1:
             return None
-        return int(np.frombuffer(bytes(buf), np.int8)[0])
+        return int(data.reshape(-1)[0])
 
     rng = {}
-    for i in list(g.inputs):
-        rng[int(i)] = (-128, 127)
-    for op, raw in zip(ops, g.operators):
+    for i in graph.inputs:
+        rng[i] = (-128, 127)
+    for op, raw in zip(ops, graph.ops):
         if not op["outputs"]:
             continue
         o = op["outputs"][0]
@@ -243,8 +214,7 @@ def _activation_ranges(g, ops, tensors, model):
             lo, hi = min(lo, t["zero_point"][0]), max(hi, t["zero_point"][0])
         elif op["op"] in ("RELU", "RELU6"):
             lo = t["zero_point"][0]
-        act = getattr(raw.builtinOptions, "fusedActivationFunction", 0) if raw.builtinOptions \
-            is not None else 0
+        act = int(raw.options.get("fusedActivationFunction", 0))
         if act in (1, 3):   # RELU, RELU6
             lo = max(lo, t["zero_point"][0])
         if act == 3:

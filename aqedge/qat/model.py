@@ -30,6 +30,7 @@ from collections.abc import Mapping
 import keras
 import numpy as np
 
+from ..config import MAX_BITS, MIN_BITS
 from ..errors import AqError
 from ..preprocess import leading_preprocessing
 from .layers import (ACTIVATIONS, NONNEGATIVE, InputTransform, QuantActivation, QuantConv2D,
@@ -128,8 +129,8 @@ def quantize_model(model, weight_bits: int = 4, activation_bits: int = 4,
     for label, bits in (("weight_bits", weight_bits), ("activation_bits", activation_bits),
                         ("first_last_bits", first_last_bits),
                         *((f"layer_bits['{n}']", b) for n, b in overrides.items())):
-        if not 2 <= int(bits) <= 8:
-            raise AqError(f"{label}={bits}: choose a bit width between 2 and 8")
+        if not MIN_BITS <= int(bits) <= MAX_BITS:
+            raise AqError(f"{label}={bits}: choose a bit width between {MIN_BITS} and {MAX_BITS}")
     overridden = set()
 
     def bits_for(layer, default: int) -> int:
