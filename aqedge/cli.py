@@ -463,6 +463,8 @@ def measure(board: Optional[list[str]] = typer.Option(None, "--board", "-b", hel
         m = metrics(outcome)
         save_metrics(m, mpath)
         statuses.append(m["status"])
+        if m.get("reference_note"):
+            console.print(f"[yellow]{escape(m['reference_note'])}[/yellow]")
         console.print(metrics_table(m))
         if m.get("confusion_matrix"):
             console.print(confusion_table(m))

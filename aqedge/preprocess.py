@@ -231,7 +231,7 @@ def write_metadata(buf: bytes, transform: Affine) -> bytes:
 
 
 def _text(v) -> str:
-    return v.decode() if isinstance(v, bytes) else str(v)
+    return v.decode(errors="replace") if isinstance(v, bytes) else str(v)
 
 
 def read_metadata(model_t, label: str = "model") -> Affine | None:
@@ -241,7 +241,10 @@ def read_metadata(model_t, label: str = "model") -> Affine | None:
             continue
         try:
             raw = json.loads(bytes(np.asarray(model_t.buffers[m.buffer].data, np.uint8)))
-            return Affine.of(raw["scale"], raw["offset"])
-        except (IndexError, KeyError, TypeError, ValueError) as exc:
+            transform = Affine.of(raw["scale"], raw["offset"])
+            if not (np.all(np.isfinite(transform.scale)) and np.all(np.isfinite(transform.offset))):
+                raise ValueError("a scale or offset is not finite")
+            return transform
+        except (IndexError, KeyError, TypeError, ValueError, AttributeError) as exc:
             raise AqError(f"{label}: malformed {METADATA_NAME} metadata ({exc})") from None
     return None

@@ -113,6 +113,43 @@ class TflmReference:
         return self._call(("run_many", np.ascontiguousarray(xs)))
 
 
+class LiteRtReference:
+    """The second oracle: LiteRT's interpreter (ai-edge-litert), same interface."""
+
+    name = "litert"
+
+    def __init__(self, model: bytes):
+        from ai_edge_litert.interpreter import Interpreter
+
+        try:
+            self._it = Interpreter(model_content=bytes(model))
+            self._it.allocate_tensors()
+        except Exception as exc:   # noqa: BLE001 - LiteRT raises RuntimeError / ValueError
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+            raise OracleError(f"LiteRT cannot run the model: {first}") from None
+        self._in = self._it.get_input_details()[0]
+        self._out = self._it.get_output_details()[0]
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        self._it.set_tensor(self._in["index"], np.asarray(x, self._in["dtype"]).reshape(self._in["shape"]))
+        self._it.invoke()
+        return np.array(self._it.get_tensor(self._out["index"]))
+
+    def run_many(self, xs: np.ndarray) -> np.ndarray:
+        return np.stack([self.run(x).reshape(-1) for x in xs])
+
+
+def reference_for(model: bytes, say=None):
+    """TFLite Micro's interpreter, or LiteRT's when TFLite Micro refuses the model or dies on it
+    (`say(message)` is told why). The oracle's `name` says which one answered."""
+    try:
+        return TflmReference(model)
+    except OracleError as exc:
+        if say is not None:
+            say(f"{exc}; checking bit-exactness against LiteRT instead")
+        return LiteRtReference(model)
+
+
 # -- the child process ------------------------------------------------------------------------
 def _load(model: bytes, arena_size: int):
     from tflite_micro import runtime

@@ -94,16 +94,22 @@ class Result:
 
 
 # -- base models ------------------------------------------------------------------------------
+#: The cached base models' name (a new one when _keras_model changes).
+BASE = "fuzz_base_v2"
+
 def _keras_model():
     import keras
     from keras import layers as L
 
+    keras.backend.clear_session()   # the same layer names, so the same bytes, in every process
     keras.utils.set_random_seed(0)
     x = inputs = keras.Input((12, 12, 3), batch_size=1)
     x = L.Conv2D(8, 3, padding="same", activation="relu")(x)
     y = L.DepthwiseConv2D(3, padding="same", activation="relu6")(x)
     x = L.Add()([x, L.Conv2D(8, 1)(y)])
+    x = L.Concatenate()([x, L.Conv2D(4, 1, activation="relu")(x)])
     x = L.MaxPooling2D(2)(x)
+    x = L.ZeroPadding2D(1)(x)
     x = L.Conv2D(12, 3, strides=2, padding="valid")(x)
     x = L.GlobalAveragePooling2D()(x)
     x = L.Dense(10)(x)
@@ -113,7 +119,7 @@ def _keras_model():
 def base_models(cache: Path) -> dict[str, bytes]:
     """The valid models the cases are made from (converted once, then cached)."""
     cache.mkdir(parents=True, exist_ok=True)
-    paths = {"int8": cache / "fuzz_base_int8.tflite", "w4a4": cache / "fuzz_base_w4a4.tflite"}
+    paths = {"int8": cache / f"{BASE}_int8.tflite", "w4a4": cache / f"{BASE}_w4a4.tflite"}
     if not all(p.is_file() for p in paths.values()):
         from aqedge.convert import convert_int8, convert_qat
         from aqedge.qat import quantize_model
@@ -124,7 +130,7 @@ def base_models(cache: Path) -> dict[str, bytes]:
         paths["w4a4"].write_bytes(convert_qat(quantize_model(model, calibration_data=rep), rep))
         import keras
 
-        model.save(cache / "fuzz_base_float.keras")
+        model.save(cache / f"{BASE}_float.keras")
     models = {k: p.read_bytes() for k, p in paths.items()}
     tiny = os.environ.get("AQEDGE_MLPERF_TINY")
     if tiny and Path(tiny).is_dir():
@@ -372,6 +378,32 @@ def _wrong_output_shape(s, m, rng):
     t.shape = np.array([1, int(t.shape[1]) + 1, *list(t.shape)[2:]], np.int32)
 
 
+def _const_of(s, m, names, position):
+    op = _ops_of(s, m, *names)[0]
+    t = m.subgraphs[0].tensors[op.inputs[position]]
+    return t, m.buffers[t.buffer]
+
+
+def _pad_amounts(s, m, rng):
+    _, b = _const_of(s, m, ("PAD", "PADV2"), 1)
+    v = np.frombuffer(bytes(b.data), np.int32).copy()
+    v[int(rng.integers(len(v)))] = int(rng.choice([-1, -5, 1 << 20]))
+    b.data = np.frombuffer(v.tobytes(), np.uint8)
+
+
+def _mean_axis(s, m, rng):
+    _, b = _const_of(s, m, ("MEAN",), 1)
+    v = np.frombuffer(bytes(b.data), np.int32).copy()
+    v[0] = int(rng.choice([4, 9, -7]))
+    b.data = np.frombuffer(v.tobytes(), np.uint8)
+
+
+def _concat_input_shape(s, m, rng):
+    op = _ops_of(s, m, "CONCATENATION")[0]
+    t = m.subgraphs[0].tensors[op.inputs[1]]
+    t.shape = np.array([*list(t.shape)[:-1], int(t.shape[-1]) + 1], np.int32)
+
+
 def _softmax_output(s, m, rng):
     op = _ops_of(s, m, "SOFTMAX")[0]
     m.subgraphs[0].tensors[op.outputs[0]].quantization.zeroPoint = [0]
@@ -414,6 +446,10 @@ RULES = {
     "op writes a constant": _writes_constant,
     "output shape does not fit the conv": _wrong_output_shape,
     "softmax output quantization": _softmax_output,
+    "pad amounts": _pad_amounts,
+    "mean axis": _mean_axis,
+    "concatenation axis": _option(("CONCATENATION",), "axis", [4, 7, -9]),
+    "concatenation input shape": _concat_input_shape,
 }
 
 
@@ -531,7 +567,7 @@ def _setup_dir(d: Path, models: dict[str, bytes], cache: Path) -> None:
     for name in ("empty.tflite", "empty.keras"):
         (d / name).write_bytes(b"")
     (d / "notes.txt").write_text("hello\n")
-    shutil.copyfile(cache / "fuzz_base_float.keras", d / "float.keras")
+    shutil.copyfile(cache / f"{BASE}_float.keras", d / "float.keras")
     rng = np.random.default_rng(0)
     np.savez(d / "data.npz", x=rng.random((16, 12, 12, 3), dtype=np.float32), y=rng.integers(0, 10, 16))
     np.savez(d / "wrong.npz", x=rng.random((16, 5, 5), dtype=np.float32), y=rng.integers(0, 10, 16))
@@ -614,7 +650,7 @@ def run_case(case: Case, work: Path) -> Result:
         code, tb, message = run_cli(argv)
     result.exit, result.traceback = code, tb
     text = message.strip()
-    result.message = text[-600:] if tb else text[:600]
+    result.message = text[-300:] if tb else text[:200]
     if code != 0 and not tb:
         lines = [ln for ln in text.splitlines() if ln.strip()]
         result.one_line = len(lines) == 1 or (case.family == "cli" and _click_usage(lines))

@@ -156,19 +156,19 @@ def float_model(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def unsupported_model(tmp_path_factory) -> Path:
-    """A full-int8 model with ops the runtime lacks (LEAKY_RELU twice, between two convs)."""
+    """A full-int8 model with ops the runtime lacks (TANH twice, between two convs)."""
     import keras
     from aqedge.convert import convert_int8
 
     keras.utils.set_random_seed(0)
     inputs = keras.Input((8, 8, 1), batch_size=1)
     x = keras.layers.Conv2D(4, 3)(inputs)
-    x = keras.layers.LeakyReLU(0.1)(x)
+    x = keras.layers.Activation("tanh")(x)
     x = keras.layers.Conv2D(4, 3)(x)
-    x = keras.layers.LeakyReLU(0.1)(x)
+    x = keras.layers.Activation("tanh")(x)
     model = keras.Model(inputs, x)
     rep = np.random.default_rng(0).random((20, 8, 8, 1), dtype=np.float32)
-    path = tmp_path_factory.mktemp("unsupported") / "leaky.tflite"
+    path = tmp_path_factory.mktemp("unsupported") / "tanh.tflite"
     path.write_bytes(convert_int8(model, rep, samples=20))
     return path
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -312,7 +311,7 @@ def _binary(m, x, spec, rng, name, options_cls, options_type):
     act = int(rng.choice(ACTS))
     s1 = m.tensors[first].quantization.scale[0]
     s2 = m.tensors[second].quantization.scale[0]
-    if name == "ADD":
+    if name in ("ADD", "SUB"):
         osc = float(np.float32((s1 + s2) * 128 / 127 * 2.0 ** rng.uniform(-1.5, 1)))
     else:
         osc = float(np.float32(s1 * s2 * 128 * 2.0 ** rng.uniform(-2, 1)))
@@ -323,6 +322,10 @@ def _binary(m, x, spec, rng, name, options_cls, options_type):
 
 def b_add(m, x, spec, rng):
     return _binary(m, x, spec, rng, "ADD", "AddOptionsT", "AddOptions")
+
+
+def b_sub(m, x, spec, rng):
+    return _binary(m, x, spec, rng, "SUB", "SubOptionsT", "SubOptions")
 
 
 def b_mul(m, x, spec, rng):
@@ -492,15 +495,41 @@ def b_clamp(m, x, spec, rng):
     return y, what
 
 
+def b_leaky_relu(m, x, spec, rng):
+    alpha = float(np.float32(rng.choice([0.01, 0.1, 0.2, 0.3, 0.7, 0.0, -0.4, 1.5, rng.uniform(-1, 2)])))
+    osc = float(np.float32(spec.scale * 2.0 ** rng.uniform(-2, 2)))
+    y = m.tensor(spec.shape, "int8", osc, _zp(rng))
+    m.op("LEAKY_RELU", [x], [y], m.options("LeakyReluOptionsT", alpha=alpha), "LeakyReluOptions")
+    return y, f"leaky_relu alpha {alpha:.3g} out scale x{osc / spec.scale:.3g}"
+
+
+def b_squeeze_expand(m, x, spec, rng):
+    """EXPAND_DIMS then SQUEEZE (both aliases of their input, like RESHAPE), around a MAX_POOL
+    so the aliased tensors sit between two kernels."""
+    axis = int(rng.integers(0, 5))
+    shape = list(spec.shape)
+    shape.insert(axis, 1)
+    axis_t = m.tensor((1,), "int32", data=np.array([axis - 5 if rng.random() < 0.3 else axis], np.int32))
+    wide = m.tensor(tuple(shape), "int8", spec.scale, spec.zero_point)
+    m.op("EXPAND_DIMS", [x, axis_t], [wide])
+    back = m.tensor(spec.shape, "int8", spec.scale, spec.zero_point)
+    m.op("SQUEEZE", [wide], [back], m.options("SqueezeOptionsT", squeezeDims=[axis]), "SqueezeOptions")
+    y = m.tensor(spec.shape, "int8", spec.scale, spec.zero_point)
+    m.op("MAX_POOL_2D", [back], [y], m.options("Pool2DOptionsT", padding=0, strideW=1, strideH=1,
+                                                 filterWidth=1, filterHeight=1), "Pool2DOptions")
+    return y, f"expand_dims axis {axis}, squeeze"
+
+
 BUILDERS = {
     "CONV_2D": b_conv, "DEPTHWISE_CONV_2D": b_depthwise, "FULLY_CONNECTED": b_fully_connected,
     "CONV_2D_INT4": lambda m, x, spec, rng: b_conv(m, x, spec, rng, int4=True),
     "DEPTHWISE_CONV_2D_INT4": lambda m, x, spec, rng: b_depthwise(m, x, spec, rng, int4=True),
     "FULLY_CONNECTED_INT4": lambda m, x, spec, rng: b_fully_connected(m, x, spec, rng, int4=True),
     "MINIMUM_MAXIMUM": b_clamp,
-    "ADD": b_add, "MUL": b_mul, "AVERAGE_POOL_2D": b_avg_pool, "MAX_POOL_2D": b_max_pool,
+    "ADD": b_add, "SUB": b_sub, "MUL": b_mul, "AVERAGE_POOL_2D": b_avg_pool, "MAX_POOL_2D": b_max_pool,
     "SOFTMAX": b_softmax, "MEAN": b_mean, "PAD": b_pad, "CONCATENATION": b_concatenation,
     "LOGISTIC": b_logistic, "HARD_SWISH": b_hard_swish, "SWISH": b_swish, "QUANTIZE": b_quantize,
+    "SQUEEZE_EXPAND_DIMS": b_squeeze_expand, "LEAKY_RELU": b_leaky_relu,
 }
 FLOAT_EDGES = "QUANTIZE_DEQUANTIZE_FLOAT_EDGES"
 OPS = list(BUILDERS) + [FLOAT_EDGES]
@@ -532,55 +561,18 @@ def build_model(op: str, seed: int, branches: int, shape: tuple[int, int, int]) 
 
 
 # ---------------------------------------------------------------------------------------------
-# Host build (kernels compiled once per process) and the comparison.
-
-_KERNEL_LIB: Path | None = None
-
-
-def _kernel_lib() -> Path:
-    """Compile the portable kernels once into a static library."""
-    global _KERNEL_LIB
-    if _KERNEL_LIB is not None and _KERNEL_LIB.exists():
-        return _KERNEL_LIB
-    from aqedge.resources import data_dir
-
-    fw = data_dir("firmware")
-    work = Path(tempfile.mkdtemp(prefix="aqedge-fuzz-kernels-"))
-    objs = []
-    for src in sorted((fw / "kernels").glob("*.c")):
-        obj = work / (src.stem + ".o")
-        subprocess.run(["gcc", "-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", f"-I{fw / 'include'}",
-                        "-c", str(src), "-o", str(obj)], check=True, capture_output=True)
-        objs.append(str(obj))
-    lib = work / "libaqkernels.a"
-    subprocess.run(["ar", "rcs", str(lib), *objs], check=True)
-    _KERNEL_LIB = lib
-    return lib
+# Host build (aqedge.codegen.host: the kernels compiled once into a cached library) and the
+# comparison.
 
 
 def host_runner(model: bytes, out_dir: Path):
     """Lower, plan, render and compile one model for the host; returns (graph, runner)."""
-    import hashlib
+    from aqedge.codegen.host import build_host
 
-    from aqedge.codegen.graph import read_tflite
-    from aqedge.codegen.lower import lower
-    from aqedge.codegen.plan import plan_memory
-    from aqedge.codegen.render import render_model
-    from aqedge.resources import data_dir
-
-    graph = read_tflite(model)
-    calls = lower(graph, "fuzz")
-    plan = plan_memory(graph, calls)
     out_dir.mkdir(parents=True, exist_ok=True)
-    render_model(graph, calls, plan, "fuzz.tflite", hashlib.sha256(model).hexdigest(), out_dir)
-    fw = data_dir("firmware")
-    runner = out_dir / "runner"
-    cmd = ["gcc", "-std=c99", "-O1", "-Wall", "-Wextra", "-Werror", f"-I{fw / 'include'}", f"-I{out_dir}",
-           "-o", str(runner), str(out_dir / "model.c"), str(out_dir / "model_data.c"),
-           str(fw / "host" / "aq_host_main.c"), str(_kernel_lib()), "-lm"]
-    result = subprocess.run(cmd, capture_output=True, text=True)
-    if result.returncode != 0:
-        raise RuntimeError(f"host build failed:\n{result.stderr[-3000:]}")
+    path = out_dir / "fuzz.tflite"
+    path.write_bytes(model)
+    graph, _, runner = build_host(path, out_dir)
     return graph, runner
 
 

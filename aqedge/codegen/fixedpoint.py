@@ -117,4 +117,18 @@ def add_params(scale1: float, scale2: float, output_scale: float) -> dict[str, i
     mo, so = quantize_multiplier(twice_max / ((1 << left_shift) * float(output_scale)))
     return {"left_shift": left_shift, "input1_multiplier": m1, "input1_shift": s1,
             "input2_multiplier": m2, "input2_shift": s2,
-            "output_multiplier": mo, "output_shift": so}
+            "output_multiplier": mo, "output_shift": so, "input2_sign": 1}
+
+
+def sub_params(scale1: float, scale2: float, output_scale: float) -> dict[str, int]:
+    """SUB's Prepare for int8 (CalculateOpDataSub): ADD's scheme, but every ratio is taken in
+    float32 before it becomes a double; the scaled second input is then subtracted."""
+    left_shift = 20
+    f1, f2, fo = np.float32(scale1), np.float32(scale2), np.float32(output_scale)
+    twice_max = np.float32(2) * max(f1, f2)
+    m1, s1 = quantize_multiplier(float(f1 / twice_max))
+    m2, s2 = quantize_multiplier(float(f2 / twice_max))
+    mo, so = quantize_multiplier(float(twice_max / (np.float32(1 << left_shift) * fo)))
+    return {"left_shift": left_shift, "input1_multiplier": m1, "input1_shift": s1,
+            "input2_multiplier": m2, "input2_shift": s2,
+            "output_multiplier": mo, "output_shift": so, "input2_sign": -1}

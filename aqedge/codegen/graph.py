@@ -130,6 +130,8 @@ def _tensor(t, index: int, model, buf: bytes) -> Tensor:
     what = f"tensor {index} '{name}'"
     dtype = TYPE_NAMES.get(t.type, f"type{t.type}")
     shape = tuple(int(d) for d in t.shape) if t.shape is not None else ()
+    if any(d == 0 for d in shape):
+        raise ModelError(f"{what}: shape {list(shape)} has no elements")
     if any(d < 0 for d in shape):
         raise ModelError(f"{what}: shape {list(shape)} has an unknown (dynamic) dimension; aqedge "
                          "needs fixed shapes (export with batch size 1)")

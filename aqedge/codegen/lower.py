@@ -221,7 +221,7 @@ def _conv(graph: Graph, op: Op, p: str) -> KernelCall:
     if len(w.shape) != 4 or w.shape[0] != out_c:
         raise Unsupported(f"filter shape {list(w.shape)} does not match {out_c} output channels")
     _, k_h, k_w, f_in_c = w.shape
-    if in_c % f_in_c or out_c % (in_c // f_in_c):
+    if f_in_c > in_c or in_c % f_in_c or out_c % (in_c // f_in_c):
         raise Unsupported(f"filter depth {f_in_c} does not divide input depth {in_c}")
     mults, shifts = fp.conv_multipliers(x.single_scale(), w.scale, y.single_scale(), out_c)
     q, rq_arrays = _requant(p, x, y, mults, shifts, _fused(op, y))
@@ -306,6 +306,8 @@ def _softmax(graph: Graph, op: Op, p: str) -> KernelCall:
     y = _require_int8(graph.tensor(op.outputs[0]), "output")
     if y.single_zero_point() != -128 or y.single_scale() != np.float32(1 / 256):
         raise Unsupported("int8 output must have scale 1/256 and zero point -128")
+    if not x.shape or x.shape != y.shape:
+        raise Unsupported(f"input {list(x.shape)} and output {list(y.shape)} must have one shape of rank >= 1")
     depth = x.shape[-1]
     mult, shift, diff_min = fp.softmax_params(x.single_scale(), op.options.get("beta", 1.0))
     params = {"rows": x.size // depth, "depth": depth, "input_multiplier": mult,
@@ -321,7 +323,7 @@ def _reshape(graph: Graph, op: Op, p: str) -> KernelCall:
     if x.is_constant:
         raise Unsupported("reshape of a constant tensor")
     return KernelCall(op, None, alias=(op.outputs[0], op.inputs[0]),
-                      comment=f"reshape {list(x.shape)} -> {list(y.shape)} (aliased, no copy)")
+                      comment=f"{op.opcode.lower()} {list(x.shape)} -> {list(y.shape)} (aliased, no copy)")
 
 
 def _add(graph: Graph, op: Op, p: str) -> KernelCall:
@@ -416,27 +418,42 @@ def _broadcast4(a: Tensor, b: Tensor, y: Tensor) -> dict[str, str]:
             "stride2": _c_array(0 if db[k] == 1 and dy[k] > 1 else sb[k] for k in range(4))}
 
 
+def _arithmetic(graph: Graph, op: Op, p: str, prepare) -> tuple:
+    """Operands (constants as flash arrays) and the aq_add_params of ADD / SUB, `prepare` being
+    fp.add_params or fp.sub_params. Returns (a, b, y, args, arrays, params)."""
+    a, arg_a, arrays_a = _operand(graph, op.inputs[0], f"{p}_input1", "input 1")
+    b, arg_b, arrays_b = _operand(graph, op.inputs[1], f"{p}_input2", "input 2")
+    y = _require_int8(graph.tensor(op.outputs[0]), "output")
+    act = _fused(op, y)
+    params = {"size": y.size, "input1_offset": -a.single_zero_point(),
+              "input2_offset": -b.single_zero_point(), "output_offset": y.single_zero_point(),
+              **prepare(a.single_scale(), b.single_scale(), y.single_scale()),
+              "act_min": act[0], "act_max": act[1]}
+    return a, b, y, [arg_a, arg_b, op.outputs[0]], arrays_a + arrays_b, params
+
+
 def _add_any(graph: Graph, op: Op, p: str) -> KernelCall:
     """ADD: same-shape non-constant inputs go to `_add`; constants and broadcasting here."""
     a0, b0 = graph.tensor(op.inputs[0]), graph.tensor(op.inputs[1])
     if (a0 is not None and b0 is not None and a0.shape == b0.shape
             and not a0.is_constant and not b0.is_constant):
         return _add(graph, op, p)
-    a, arg_a, arrays_a = _operand(graph, op.inputs[0], f"{p}_input1", "input 1")
-    b, arg_b, arrays_b = _operand(graph, op.inputs[1], f"{p}_input2", "input 2")
-    y = _require_int8(graph.tensor(op.outputs[0]), "output")
-    act = _fused(op, y)
-    add = {"size": y.size, "input1_offset": -a.single_zero_point(),
-           "input2_offset": -b.single_zero_point(), "output_offset": y.single_zero_point(),
-           **fp.add_params(a.single_scale(), b.single_scale(), y.single_scale()),
-           "act_min": act[0], "act_max": act[1]}
+    a, b, y, args, arrays, add = _arithmetic(graph, op, p, fp.add_params)
     if a.shape == b.shape == y.shape:
-        return KernelCall(op, "aq_add_s8", "aq_add_params", add, [arg_a, arg_b, op.outputs[0]],
-                          arrays_a + arrays_b, comment=f"add {list(y.shape)} (constant operand)")
+        return KernelCall(op, "aq_add_s8", "aq_add_params", add, args, arrays,
+                          comment=f"add {list(y.shape)} (constant operand)")
     return KernelCall(op, "aq_add_broadcast_s8", "aq_add_broadcast_params",
-                      {"q": add, "shape": _broadcast4(a, b, y)}, [arg_a, arg_b, op.outputs[0]],
-                      arrays_a + arrays_b,
+                      {"q": add, "shape": _broadcast4(a, b, y)}, args, arrays,
                       comment=f"add {list(a.shape)} + {list(b.shape)} -> {list(y.shape)} (broadcast)")
+
+
+def _sub(graph: Graph, op: Op, p: str) -> KernelCall:
+    """SUB: aq_add_broadcast_s8 with the second input negated after its rescaling (TFLite's
+    SubElementwise / BroadcastQuantSubSlow), any shapes that broadcast, constants included."""
+    a, b, y, args, arrays, q = _arithmetic(graph, op, p, fp.sub_params)
+    return KernelCall(op, "aq_add_broadcast_s8", "aq_add_broadcast_params",
+                      {"q": q, "shape": _broadcast4(a, b, y)}, args, arrays,
+                      comment=f"sub {list(a.shape)} - {list(b.shape)} -> {list(y.shape)}")
 
 
 def _mul(graph: Graph, op: Op, p: str) -> KernelCall:
@@ -606,6 +623,26 @@ def _hard_swish(graph: Graph, op: Op, p: str) -> KernelCall:
                       [op.inputs[0], op.outputs[0]], comment=f"hard swish {list(x.shape)}")
 
 
+def _leaky_relu(graph: Graph, op: Op, p: str) -> KernelCall:
+    x = _require_int8(graph.tensor(op.inputs[0]), "input")
+    y = _require_int8(graph.tensor(op.outputs[0]), "output")
+    # CalculateOpDataLeakyRelu: the ratios in float32, then QuantizeMultiplier of the double.
+    sx, sy = np.float32(x.single_scale()), np.float32(y.single_scale())
+    alpha = np.float32(op.options.get("alpha", 0.2))
+    if not np.isfinite(alpha):
+        raise Unsupported(f"alpha {alpha} is not finite")
+    identity = fp.quantize_multiplier(float(sx / sy))
+    scaled_alpha = float(sx * alpha / sy)
+    alpha_q = fp.quantize_multiplier(abs(scaled_alpha))   # TFLite: |multiplier|, sign after
+    params = {"size": x.size, "input_zero_point": x.single_zero_point(),
+              "output_zero_point": y.single_zero_point(),
+              "identity_multiplier": identity[0], "identity_shift": identity[1],
+              "alpha_multiplier": alpha_q[0], "alpha_shift": alpha_q[1],
+              "alpha_negative": int(scaled_alpha < 0)}
+    return KernelCall(op, "aq_leaky_relu_s8", "aq_leaky_relu_params", params,
+                      [op.inputs[0], op.outputs[0]], comment=f"leaky relu (alpha {float(alpha):g}) {list(x.shape)}")
+
+
 def _affine(t: Tensor) -> dict[str, Any]:
     return {"size": t.size, "scale": f"{float(np.float32(t.single_scale()))!r}f",
             "zero_point": t.single_zero_point()}
@@ -646,6 +683,7 @@ LOWERINGS = {
     "MINIMUM": _min_max,
     "MAXIMUM": _min_max,
     "ADD": _add_any,
+    "SUB": _sub,
     "MUL": _mul,
     "MEAN": _mean,
     "PAD": _pad,
@@ -653,6 +691,7 @@ LOWERINGS = {
     "CONCATENATION": _concatenation,
     "LOGISTIC": _logistic,
     "HARD_SWISH": _hard_swish,
+    "LEAKY_RELU": _leaky_relu,
     "QUANTIZE": _quantize,
     "CONV_2D": _conv,
     "DEPTHWISE_CONV_2D": _depthwise,
@@ -661,6 +700,8 @@ LOWERINGS = {
     "AVERAGE_POOL_2D": _pool,
     "SOFTMAX": _softmax,
     "RESHAPE": _reshape,
+    "SQUEEZE": _reshape,
+    "EXPAND_DIMS": _reshape,
 }
 
 
@@ -742,11 +783,11 @@ def _unfoldable(act: dict[str, Any] | None, readers: int) -> str:
 
 
 #: Elementwise int8 -> int8 kernels whose output depends on the input code alone.
-TABULATED = ("aq_logistic_s8", "aq_hard_swish_s8")
+TABULATED = ("aq_logistic_s8", "aq_hard_swish_s8", "aq_leaky_relu_s8")
 
 
 def tabulate(graph: Graph, calls: list[KernelCall]) -> None:
-    """Run LOGISTIC and HARD_SWISH through a 256-entry table (aq_lut_s8), and Swish too:
+    """Run LOGISTIC, HARD_SWISH and LEAKY_RELU through a 256-entry table (aq_lut_s8), and Swish too:
     MUL(x, LOGISTIC(x)), whose LOGISTIC output nothing else reads, is one table of x and the
     LOGISTIC becomes an alias. A table is the ops' own kernels run on every input code, built
     once by aq_model_prepare() (with any clamps folded in), so the result is theirs bit for bit;

@@ -38,8 +38,9 @@ _PADDINGS = (0, 1)                  # SAME, VALID
 #: input index of -1 (absent) is allowed only at the positions listed in _OPTIONAL.
 _ARITY = {"ADD": (2, 2), "SUB": (2, 2), "MUL": (2, 2), "MINIMUM": (2, 2), "MAXIMUM": (2, 2),
           "CONV_2D": (2, 3), "DEPTHWISE_CONV_2D": (2, 3), "FULLY_CONNECTED": (2, 3),
-          "MEAN": (2, 2), "PAD": (2, 2), "PADV2": (3, 3), "RESHAPE": (1, 2), "SOFTMAX": (1, 1),
-          "LOGISTIC": (1, 1), "HARD_SWISH": (1, 1), "RELU": (1, 1), "RELU6": (1, 1),
+          "MEAN": (2, 2), "PAD": (2, 2), "PADV2": (3, 3), "RESHAPE": (1, 2), "SQUEEZE": (1, 1),
+          "EXPAND_DIMS": (2, 2), "SOFTMAX": (1, 1),
+          "LOGISTIC": (1, 1), "HARD_SWISH": (1, 1), "LEAKY_RELU": (1, 1), "RELU": (1, 1), "RELU6": (1, 1),
           "RELU_N1_TO_1": (1, 1), "QUANTIZE": (1, 1), "DEQUANTIZE": (1, 1), "AVERAGE_POOL_2D": (1, 1),
           "MAX_POOL_2D": (1, 1), "CONCATENATION": (1, 1 << 16)}
 _OPTIONAL = {"CONV_2D": (2,), "DEPTHWISE_CONV_2D": (2,), "FULLY_CONNECTED": (2,)}
@@ -186,7 +187,7 @@ def _check_depthwise(op, x, w, y) -> None:
 
 
 _ELEMENTWISE = ("ADD", "SUB", "MUL", "MINIMUM", "MAXIMUM", "RELU", "RELU6", "RELU_N1_TO_1",
-                "LOGISTIC", "HARD_SWISH", "QUANTIZE", "DEQUANTIZE")
+                "LOGISTIC", "HARD_SWISH", "LEAKY_RELU", "QUANTIZE", "DEQUANTIZE")
 
 
 def _check_elementwise(graph, op) -> None:
@@ -210,6 +211,19 @@ def _check_concatenation(graph, op) -> None:
         raise ModelError(f"op {op.index} CONCATENATION: axis {axis} is out of range for rank {rank}")
 
 
+def _check_transform(graph) -> None:
+    """The folded preprocessing (metadata) has one value or one per input channel."""
+    tr = graph.input_transform
+    if tr is None or not graph.inputs:
+        return
+    shape = graph.tensors[graph.inputs[0]].shape
+    channels = shape[-1] if shape else 1
+    for what, v in (("scale", tr.scale), ("offset", tr.offset)):
+        if np.size(v) not in (1, channels):
+            raise ModelError(f"the input transform metadata has {np.size(v)} {what} values for "
+                             f"{channels} input channels")
+
+
 def verify_graph(graph) -> None:
     """Raise ModelError on the first problem of a parsed graph (see the module docstring)."""
     for t in graph.tensors:
@@ -224,6 +238,7 @@ def verify_graph(graph) -> None:
             _check_concatenation(graph, op)
         elif op.opcode in _ELEMENTWISE:
             _check_elementwise(graph, op)
+    _check_transform(graph)
     for t in graph.tensors:
         if t.data is not None and t.dtype == "float32" and not np.all(np.isfinite(t.data)):
             raise ModelError(f"{_name(t)}: constant holds NaN or infinity")

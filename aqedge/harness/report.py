@@ -15,6 +15,11 @@ from rich.table import Table
 from .session import Session, latencies
 
 
+def _oracle(m: dict) -> str:
+    """The reference the device was checked against, as the report names it."""
+    return "LiteRT" if m.get("reference") == "litert" else "TFLite Micro"
+
+
 def save_metrics(metrics: dict, path: Path) -> None:
     """Write metrics.json atomically (a temporary file renamed over it): never half-written."""
     path = Path(path)
@@ -51,8 +56,8 @@ def metrics_table(m: dict) -> Table:
         table.add_row("[bold yellow]status[/bold yellow]", note)
     if m["accuracy"] is not None:
         table.add_row("accuracy on device", f"{_pct(m['accuracy'])} ({m['correct']}/{measured})")
-        table.add_row("accuracy, TFLite Micro on host", _pct(m.get("reference_accuracy")))
-    table.add_row("device output = TFLite Micro (bit-exact)", _pct(m["device_matches_reference"]))
+        table.add_row(f"accuracy, {_oracle(m)} on host", _pct(m.get("reference_accuracy")))
+    table.add_row(f"device output = {_oracle(m)} (bit-exact)", _pct(m["device_matches_reference"]))
     lat = m["latency"]
     if lat["median"] is not None:
         note = " (QEMU -icount: instruction count, not time)" if unit == "instructions" else ""
@@ -263,8 +268,8 @@ def _device_section(m: dict, title: str, plots: dict[str, Path | None], base: Pa
               f"| samples measured | {m.get('measured')} / {m['samples']} ({m.get('dataset')}) |"]
     if m["accuracy"] is not None:
         lines += [f"| accuracy on device | {_pct(m['accuracy'])} ({m['correct']}/{m.get('measured')}) |",
-                  f"| accuracy, TFLite Micro on host | {_pct(m.get('reference_accuracy'))} |"]
-    lines += [f"| device output = TFLite Micro, bit-exact | {_pct(m['device_matches_reference'])} |"]
+                  f"| accuracy, {_oracle(m)} on host | {_pct(m.get('reference_accuracy'))} |"]
+    lines += [f"| device output = {_oracle(m)}, bit-exact | {_pct(m['device_matches_reference'])} |"]
     if lat["median"] is not None:
         lines += [f"| latency min / median / p95 / max ({unit}) | {lat['min']:,} / {lat['median']:,} / "
                   f"{lat['p95']:,} / {lat['max']:,} |"]

@@ -23,7 +23,7 @@ from ..codegen.build import MODEL_COPY, BuildInfo
 from ..datasets import DataSpec
 from ..errors import AqError
 from ..flash import EmulatedBoard, boot_emulated
-from ..reference import TflmReference
+from ..reference import reference_for
 from .link import DeviceLink, LinkError
 from .results import Record, ResultLog
 from .samples import Samples, load_samples
@@ -73,6 +73,10 @@ class Session:
     #: Labels of the profiled ops ({"op", "opcode", "kernel"}), when profiled.
     profile_ops: list[dict] | None = None
     results_path: Path | None = None
+    #: The oracle the outputs were checked against: "tflite-micro", or "litert" when TFLite
+    #: Micro refused the model or died on it (`reference_note` says why).
+    reference: str = "tflite-micro"
+    reference_note: str | None = None
 
 
 # ---- the measuring loop ---------------------------------------------------------------------
@@ -231,9 +235,11 @@ def run_session(board: Board, build_dir: Path, samples_source: str | DataSpec | 
         log = ResultLog(results_path, header, resume=resume)
     elif resume:
         raise AqError("--resume needs a results log to resume from")
-    reference = TflmReference((build_dir / MODEL_COPY).read_bytes())
+    notes: list[str] = []
+    reference = reference_for((build_dir / MODEL_COPY).read_bytes(), say=notes.append)
     ref_out = np.stack([reference.run(x[None]).reshape(-1) for x in samples.inputs])
-    session = Session(board, info, samples, ref_out, label=label or board.name, results_path=results_path)
+    session = Session(board, info, samples, ref_out, label=label or board.name, results_path=results_path,
+                      reference=reference.name, reference_note=notes[0] if notes else None)
     records: dict[int, Record] = dict(log.loaded.results) if log else {}
     session.resumed = len(records)
     failed: dict[int, str] = {}
@@ -411,6 +417,8 @@ def metrics(session: Session) -> dict:
         "accuracy": None,
         "reference_accuracy": None,
         "device_matches_reference": (sum(r.matches_reference for r in results) / measured) if measured else 0.0,
+        "reference": session.reference,
+        "reference_note": session.reference_note,
         "latency": {"unit": board.latency_unit, **_stats(lat)},
         "clock_hz": board.clock_hz,
         "flash_bytes": info.flash_bytes,

@@ -177,6 +177,7 @@ typedef struct {
   int32_t input2_multiplier, input2_shift;
   int32_t output_multiplier, output_shift;
   int32_t act_min, act_max;
+  int32_t input2_sign;       /* +1 ADD, -1 SUB (read by aq_add_broadcast_s8; aq_add_s8 adds) */
 } aq_add_params;
 
 /* ADD of two int8 tensors of the same shape. */
@@ -268,6 +269,17 @@ typedef struct {
 
 /* HARD_SWISH, int8 (TFLite reference_ops::HardSwish, 16-bit fixed point). */
 void aq_hard_swish_s8(const aq_hard_swish_params *p, const int8_t *input, int8_t *output);
+
+typedef struct {
+  int32_t size;
+  int32_t input_zero_point, output_zero_point;
+  int32_t identity_multiplier, identity_shift;   /* input scale / output scale */
+  int32_t alpha_multiplier, alpha_shift;         /* |alpha| * input scale / output scale */
+  int32_t alpha_negative;                        /* 1: alpha < 0, the scaled value negated */
+} aq_leaky_relu_params;
+
+/* LEAKY_RELU, int8 (TFLite reference_ops::QuantizeLeakyRelu). */
+void aq_leaky_relu_s8(const aq_leaky_relu_params *p, const int8_t *input, int8_t *output);
 
 typedef struct {
   int32_t size;

@@ -1,5 +1,6 @@
-/* ADD, int8, inputs broadcast onto the output shape (TFLite BroadcastAdd4DSlow): each element
- * is computed exactly as in aq_add_s8; only the indexing differs. */
+/* ADD and SUB, int8, inputs broadcast onto the output shape (TFLite BroadcastAdd4DSlow /
+ * BroadcastQuantSubSlow): each element is computed exactly as in aq_add_s8, the scaled second
+ * input negated for SUB (q->input2_sign = -1); only the indexing differs. */
 #include "aq_kernels.h"
 #include "aq_math.h"
 
@@ -17,7 +18,7 @@ void aq_add_broadcast_s8(const aq_add_broadcast_params *p, const int8_t *input1,
           const int32_t a = aq_shl(input1[base1 + c * s->stride1[3]] + q->input1_offset, q->left_shift);
           const int32_t d = aq_shl(input2[base2 + c * s->stride2[3]] + q->input2_offset, q->left_shift);
           const int32_t sum = aq_requantize(a, q->input1_multiplier, q->input1_shift) +
-                              aq_requantize(d, q->input2_multiplier, q->input2_shift);
+                              q->input2_sign * aq_requantize(d, q->input2_multiplier, q->input2_shift);
           const int32_t out =
               aq_requantize(sum, q->output_multiplier, q->output_shift) + q->output_offset;
           output[o++] = (int8_t)aq_clamp(out, q->act_min, q->act_max);

@@ -1,0 +1,35 @@
+"""The oracles: TFLite Micro isolated in a child process, LiteRT when TFLite Micro cannot answer."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from aqedge import reference
+from aqedge.reference import LiteRtReference, OracleError, TflmReference, reference_for
+
+
+def test_a_dying_interpreter_is_an_error_line_not_the_end_of_the_caller(int8_model):
+    ref = TflmReference(int8_model.read_bytes())
+    ref._child.kill()
+    ref._child.wait()
+    with pytest.raises(OracleError, match="died on SIGKILL"):
+        ref.run(np.zeros((1, 28, 28, 1), np.int8))
+    with pytest.raises(OracleError, match="cannot run the model"):
+        TflmReference(b"\0\0\0\0TFL3" + bytes(40))
+
+
+def test_litert_answers_when_tflite_micro_cannot(int8_model, monkeypatch):
+    data = int8_model.read_bytes()
+    xs = np.random.default_rng(0).integers(-128, 128, (4, 28, 28, 1), dtype=np.int8)
+    tflm = TflmReference(data).run_many(xs)
+
+    def refuse(model):
+        raise OracleError("TFLite Micro's interpreter died on SIGABRT on this model")
+
+    notes = []
+    monkeypatch.setattr(reference, "TflmReference", refuse)
+    oracle = reference_for(data, say=notes.append)
+    assert isinstance(oracle, LiteRtReference) and oracle.name == "litert"
+    assert "SIGABRT" in notes[0] and "LiteRT" in notes[0]
+    np.testing.assert_array_equal(oracle.run_many(xs), tflm)
