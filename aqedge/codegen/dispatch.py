@@ -267,25 +267,32 @@ def _blocks(weights: np.ndarray, rows: int, group: int) -> np.ndarray:
 
 def matvec_layout(weights: np.ndarray, params: dict[str, Any], s4: bool) -> np.ndarray:
     """Weights of the matrix x vector kernels, in blocks of MATVEC_ROWS rows; per block, per
-    4 elements of K (zero-padded), the 4 rows' weights side by side:
+    4 elements of K (zero-padded), the block's rows side by side:
 
-    * int8: rows r0..r3 as one word each (w[k..k+3]), so one LDM loads the block's 16 weights;
-    * INT4: two words, rows (r0, r1) then (r2, r3); a word holds 8 nibbles, low first:
+    * int8: a word per row (w[k..k+3]), so one LDM loads a block's 16 weights;
+    * INT4: a word per two rows, (r0, r1) then (r2, r3); a word holds 8 nibbles, low first:
       a[k], a[k+1], b[k], b[k+1], a[k+2], a[k+3], b[k+2], b[k+3] (rows a, b): masking nibbles
       i and i+4 into the top of each halfword (0xF000F000 & word << 12 - 4i) gives
       4096 * (w[k], w[k+2]) or 4096 * (w[k+1], w[k+3]) of one row, the lane order in which
       SXTB16 gives the activations.
+
+    The last block of N % 4 rows holds only those rows (int8: N % 4 words per 4 elements; INT4:
+    one word for 1 or 2 rows, the second row zero for 1), so its loop loads no padding.
     """
     b = _blocks(weights, MATVEC_ROWS, 4)        # [blocks, chunks, 4 rows, 4]
+    full, tail = divmod(np.asarray(weights).shape[0], MATVEC_ROWS)
     if not s4:
-        return b.reshape(-1).astype(np.int8)
+        parts = [b[:full].reshape(-1)] + ([b[full:, :, :tail].reshape(-1)] if tail else [])
+        return np.concatenate(parts).astype(np.int8)
     order = [(0, 0), (0, 1), (1, 0), (1, 1), (0, 2), (0, 3), (1, 2), (1, 3)]   # (row, k)
-    words = []
-    for pair in (0, 2):
-        nib = np.stack([b[:, :, pair + r, k] for r, k in order], axis=-1) & 0xF   # [..., 8]
-        words.append(nib)
-    nib = np.stack(words, axis=2).reshape(-1, 8)                       # word by word
-    packed = nib[:, 0::2] | (nib[:, 1::2] << 4)                         # 4 bytes per word
+
+    def words(blocks: np.ndarray, pairs: tuple[int, ...]) -> np.ndarray:
+        nib = [np.stack([blocks[:, :, p + r, k] for r, k in order], axis=-1) & 0xF for p in pairs]
+        return np.stack(nib, axis=2).reshape(-1, 8)                 # word by word
+
+    nib = np.concatenate([words(b[:full], (0, 2))]
+                         + ([words(b[full:], (0, 2) if tail > 2 else (0,))] if tail else []))
+    packed = nib[:, 0::2] | (nib[:, 1::2] << 4)                     # 4 bytes per word
     return packed.reshape(-1).astype(np.uint8)
 
 
