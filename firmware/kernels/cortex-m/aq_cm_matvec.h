@@ -36,9 +36,46 @@ static void __attribute__((noinline)) aq_cm_matvec_ktail(const void *filter, con
                           (uint32_t)(aq_matvec_weight(filter, K, N, n0 + r, k, s4) * x[k]));
 }
 
+/* Requantise one row's sum (bias included): the short form (guard 0: every sum is in its
+ * range; a right shift the usual case) or checked per output. */
+AQ_CM_INLINE int32_t aq_cm_mv_requant(int32_t acc, int32_t m, int32_t s, int32_t off2p1,
+                                      int guard) {
+  if (guard) return aq_cm_requant_exact(acc, m, s, off2p1);
+  if (__builtin_expect(s < 0, 1)) return aq_cm_requant2(2 * acc, m, ~s, off2p1);
+  return aq_cm_smmulr((2 * acc) << s, m) + (off2p1 >> 1);
+}
+
+/* Per 16-bit lane, the larger / smaller of a and b (SSUB16 sets the GE flags, SEL picks). */
+AQ_CM_INLINE uint32_t aq_cm_max16(uint32_t a, uint32_t b) {
+  uint32_t t, r;
+  __asm__("ssub16 %0, %2, %3\n\tsel %1, %2, %3" : "=&r"(t), "=r"(r) : "r"(a), "r"(b));
+  return r;
+}
+
+AQ_CM_INLINE uint32_t aq_cm_min16(uint32_t a, uint32_t b) {
+  uint32_t t, r;
+  __asm__("ssub16 %0, %2, %3\n\tsel %1, %3, %2" : "=&r"(t), "=r"(r) : "r"(a), "r"(b));
+  return r;
+}
+
+/* The 4 outputs of a full block: each requantised and saturated to 16 bits, then clamped two
+ * lanes at a time against lo2 / hi2 (the range in both halfwords) and stored as one word. */
+AQ_CM_INLINE void aq_cm_mv_out4(const int32_t *sums, const int32_t *m, const int32_t *s,
+                                int32_t off2p1, uint32_t lo2, uint32_t hi2, int8_t *out,
+                                int guard) {
+  const int32_t y0 = __ssat(aq_cm_mv_requant(sums[0], m[0], s[0], off2p1, guard), 16);
+  const int32_t y1 = __ssat(aq_cm_mv_requant(sums[1], m[1], s[1], off2p1, guard), 16);
+  const int32_t y2 = __ssat(aq_cm_mv_requant(sums[2], m[2], s[2], off2p1, guard), 16);
+  const int32_t y3 = __ssat(aq_cm_mv_requant(sums[3], m[3], s[3], off2p1, guard), 16);
+  const uint32_t p02 = aq_cm_min16(aq_cm_max16(aq_cm_pkhbt16((uint32_t)y0, (uint32_t)y2), lo2), hi2);
+  const uint32_t p13 = aq_cm_min16(aq_cm_max16(aq_cm_pkhbt16((uint32_t)y1, (uint32_t)y3), lo2), hi2);
+  const uint32_t word = (p02 & 0x00FF00FFu) | ((p13 & 0x00FF00FFu) << 8);
+  memcpy(out, &word, 4);
+}
+
 /* The rows of the N x K matrix against the vector x: blocks of 4 rows, then a block of N % 4
- * rows with its own loop; each block's sums (bias included) requantised and clamped, in the
- * short form when `guard` is 0 (every sum is in its range) or checked per output. */
+ * rows with its own loop; each block's sums (bias included) requantised (aq_cm_mv_requant)
+ * and clamped. */
 AQ_CM_INLINE void aq_cm_matvec_rows(const aq_cm_matvec_loops *l, const int8_t *x,
                                     const void *filter, const int32_t *bias,
                                     const aq_requant *q, int32_t K, int32_t N, int8_t *out,
@@ -46,20 +83,21 @@ AQ_CM_INLINE void aq_cm_matvec_rows(const aq_cm_matvec_loops *l, const int8_t *x
   const int s4 = l->s4;
   const int32_t kc = K >> 2, block_bytes = ((K + 3) >> 2) * (s4 ? 8 : 16);
   const int32_t off2p1 = 2 * q->output_offset + 1, lo = q->act_min, hi = q->act_max;
+  const uint32_t lo2 = aq_cm_dup16(lo), hi2 = aq_cm_dup16(hi);
   const int32_t *m = q->multiplier, *s = q->shift;
   const uint8_t *w = (const uint8_t *)filter;
-  int32_t sums[4];
-  for (int32_t n0 = 0; n0 < N; n0 += 4, w += block_bytes) {
-    const int32_t rows = N - n0 < 4 ? N - n0 : 4;
-    l->rows[rows - 1](x, w, kc, bias + n0, sums);
+  aq_cm_rows_fn *const four = l->rows[3];
+  int32_t sums[4], n0 = 0;
+  for (; n0 + 4 <= N; n0 += 4, w += block_bytes) {
+    four(x, w, kc, bias + n0, sums);
     if (K & 3) aq_cm_matvec_ktail(filter, x, K, N, n0, sums, s4);
-    for (int32_t r = 0; r < rows; ++r) {
-      const int32_t n = n0 + r;
-      const int32_t y = guard ? aq_cm_requant_exact(sums[r], m[n], s[n], off2p1)
-                              : aq_cm_requant2_any(2 * sums[r], m[n], s[n], off2p1);
-      out[n] = (int8_t)aq_clamp(y, lo, hi);
-    }
+    aq_cm_mv_out4(sums, m + n0, s + n0, off2p1, lo2, hi2, out + n0, guard);
   }
+  if (n0 == N) return;
+  l->rows[N - n0 - 1](x, w, kc, bias + n0, sums);
+  if (K & 3) aq_cm_matvec_ktail(filter, x, K, N, n0, sums, s4);
+  for (int32_t n = n0; n < N; ++n)
+    out[n] = (int8_t)aq_clamp(aq_cm_mv_requant(sums[n - n0], m[n], s[n], off2p1, guard), lo, hi);
 }
 
 /* FULLY_CONNECTED: every batch (one copy of the loops per requantisation form). */
