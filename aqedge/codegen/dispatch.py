@@ -155,12 +155,15 @@ def _conv(p: dict[str, Any], s4: bool) -> Variant:
         return Variant("conv", "loops", f"aq_conv_loops_{_suffix(s4)}",
                        f"INT4 rows of {K} weights are too long for the column kernel: portable loops")
     pad = padded_k(K, s4) - K
+    # a 1x1 convolution without padding reads each pixel's channels as one run: no gather
+    one_run = p["k_h"] == p["k_w"] == 1 and p["pad_h"] == p["pad_w"] == 0
     return Variant("conv", "im2col", f"aq_conv_{_suffix(s4)}",
                    f"{p['k_h']}x{p['k_w']}, K = {K}: 4 output pixels at a time through an int16 "
                    "column buffer, weights read from flash"
                    + (f", rows padded with {pad} zero weights to whole words" if pad else ""),
                    column_layout,
-                   scratch_bytes=column_bytes(K, s4, gather=p["in_c"] % column_chunk(s4) != 0))
+                   scratch_bytes=column_bytes(K, s4, gather=p["in_c"] % column_chunk(s4) != 0
+                                              and not one_run))
 
 
 def _words(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
