@@ -72,6 +72,15 @@ def test_variant_per_shape(kind, params, s4, variant, kernel):
     assert v.why
 
 
+@pytest.mark.parametrize("out_c, depth, scratch", [(10, 40, 0), (16, 40, 80), (64, 42, 80), (16, 3, 0)])
+def test_matvec_widens_activations_from_16_rows(out_c, depth, scratch):
+    # the Cortex-M port widens x once per vector into aq_scratch (8 bytes per 4 elements)
+    # when enough blocks of 4 rows read it; model.c says so in the variant's comment
+    v = _select("fully_connected", _fc(depth=depth, out_c=out_c))
+    assert (v.name, v.scratch_bytes) == ("matvec", scratch)
+    assert ("widened" in v.why) == bool(scratch)
+
+
 def test_3x3_depthwise_needs_short_requantisation():
     # a left shift, or a bias whose doubled fold leaves int32, sends a 3x3 layer to "table"
     assert _select("depthwise", _dw(), shift=2).name == "table"

@@ -104,6 +104,25 @@ def _suffix(s4: bool) -> str:
 
 #: Rows a matrix x vector block computes at once (firmware/kernels/*/aq_fully_connected_matvec_*).
 MATVEC_ROWS = 4
+#: Rows from which the Cortex-M matrix x vector kernels widen the activations to int16 pairs
+#: once per vector (matvec_widen_bytes of scratch): each block of 4 rows then loads them instead
+#: of unpacking them, 2 instructions less per 4 elements of K and block, for about 7 per 4
+#: elements to widen; from 4 blocks on that pays.
+MATVEC_WIDEN_MIN_ROWS = 16
+
+
+def matvec_widen_bytes(K: int, rows: int) -> int:
+    """The scratch of a matrix x vector layer of `rows` rows over K: its whole 4-element
+    chunks of activations as int16 pairs (8 bytes a chunk), or 0 below MATVEC_WIDEN_MIN_ROWS."""
+    return 8 * (K // 4) if rows >= MATVEC_WIDEN_MIN_ROWS else 0
+
+
+def _matvec_why(what: str, K: int, rows: int) -> str:
+    widen = (", activations widened to int16 once per vector in aq_scratch"
+             if matvec_widen_bytes(K, rows) else "")
+    return f"{what}: matrix x vector, {MATVEC_ROWS} rows at a time{widen}, input offset folded into the bias"
+
+
 #: Batches up to which FULLY_CONNECTED runs matrix x vector per batch: from 4 on, the 4-pixel
 #: column kernel shares each weight load between 4 batches and is faster.
 MATVEC_MAX_BATCHES = 3
@@ -149,8 +168,9 @@ def _conv(p: dict[str, Any], s4: bool) -> Variant:
     pixels = p["out_h"] * p["out_w"]
     if p["k_h"] == p["k_w"] == 1 and p["pad_h"] == p["pad_w"] == 0 and pixels <= MATVEC_MAX_BATCHES:
         return Variant("conv", "matvec", f"aq_conv_matvec_{_suffix(s4)}",
-                       f"1x1 over {pixels} pixel(s): matrix x vector per pixel, {MATVEC_ROWS} rows "
-                       "at a time, input offset folded into the bias", matvec_layout, folds_offset=True)
+                       _matvec_why(f"1x1 over {pixels} pixel(s), per pixel", p["in_c"], p["out_c"]),
+                       matvec_layout, folds_offset=True,
+                       scratch_bytes=matvec_widen_bytes(p["in_c"], p["out_c"]))
     if s4 and K > COLUMN_S4_MAX_K:
         return Variant("conv", "loops", f"aq_conv_loops_{_suffix(s4)}",
                        f"INT4 rows of {K} weights are too long for the column kernel: portable loops")
@@ -302,8 +322,9 @@ def matvec_layout(weights: np.ndarray, params: dict[str, Any], s4: bool) -> np.n
 def _fully_connected(p: dict[str, Any], s4: bool) -> Variant:
     if p["batches"] <= MATVEC_MAX_BATCHES or (s4 and p["accum_depth"] > COLUMN_S4_MAX_K):
         return Variant("fully_connected", "matvec", f"aq_fully_connected_matvec_{_suffix(s4)}",
-                       f"batch {p['batches']}: matrix x vector, {MATVEC_ROWS} rows at a time, "
-                       "input offset folded into the bias", matvec_layout, folds_offset=True)
+                       _matvec_why(f"batch {p['batches']}", p["accum_depth"], p["out_c"]),
+                       matvec_layout, folds_offset=True,
+                       scratch_bytes=matvec_widen_bytes(p["accum_depth"], p["out_c"]))
     return Variant("fully_connected", "batched", f"aq_fully_connected_{_suffix(s4)}",
                    f"batch {p['batches']}: 4 batches at a time through an int16 column buffer, "
                    "rows padded to whole words", column_layout,

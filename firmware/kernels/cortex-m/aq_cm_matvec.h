@@ -18,11 +18,26 @@ typedef void aq_cm_rows_fn(const int8_t *x, const void *w, int32_t chunks, const
 #define AQ_CM_MV_S4_CHUNKS 124
 
 /* The asm loops of one weight type: rows[r - 1] for a block of r rows (the last block of a
- * matrix of N % 4 rows). */
+ * matrix of N % 4 rows) against int8 activations, rows4w for a block of 4 against activations
+ * widened by aq_cm_matvec_widen. */
 typedef struct {
   aq_cm_rows_fn *rows[4];
+  aq_cm_rows_fn *rows4w;
   int s4;
 } aq_cm_matvec_loops;
+
+/* The kc whole chunks of x as int16 pairs (x0, x2), (x1, x3), 2 words a chunk, into x16:
+ * once per vector, so the blocks of 4 rows load them instead of unpacking x each time (the
+ * build gives the layer that scratch, dispatch.py matvec_widen_bytes, when it has enough
+ * blocks to pay for it). */
+static void __attribute__((noinline)) aq_cm_matvec_widen(const int8_t *x, int32_t kc,
+                                                         uint32_t *x16) {
+  for (const int8_t *end = x + 4 * kc; x < end; x += 4, x16 += 2) {
+    const uint32_t a = aq_cm_ld32(x);
+    x16[0] = __sxtb16(a);
+    x16[1] = aq_cm_sxtb16_ror8(a);
+  }
+}
 
 /* The sums of the last K % 4 elements (zero weights in the layout, no activations behind
  * them), added in C; rare, so out of line. */
@@ -73,23 +88,29 @@ AQ_CM_INLINE void aq_cm_mv_out4(const int32_t *sums, const int32_t *m, const int
   memcpy(out, &word, 4);
 }
 
-/* The rows of the N x K matrix against the vector x: blocks of 4 rows, then a block of N % 4
- * rows with its own loop; each block's sums (bias included) requantised (aq_cm_mv_requant)
- * and clamped. */
+/* The rows of the N x K matrix against the vector x: blocks of 4 rows (against x widened into
+ * x16 when the build gave the layer that scratch), then a block of N % 4 rows with its own
+ * loop; each block's sums (bias included) requantised (aq_cm_mv_requant) and clamped. */
 AQ_CM_INLINE void aq_cm_matvec_rows(const aq_cm_matvec_loops *l, const int8_t *x,
                                     const void *filter, const int32_t *bias,
                                     const aq_requant *q, int32_t K, int32_t N, int8_t *out,
-                                    int guard) {
+                                    int32_t *x16, int guard) {
   const int s4 = l->s4;
   const int32_t kc = K >> 2, block_bytes = ((K + 3) >> 2) * (s4 ? 8 : 16);
   const int32_t off2p1 = 2 * q->output_offset + 1, lo = q->act_min, hi = q->act_max;
   const uint32_t lo2 = aq_cm_dup16(lo), hi2 = aq_cm_dup16(hi);
   const int32_t *m = q->multiplier, *s = q->shift;
   const uint8_t *w = (const uint8_t *)filter;
-  aq_cm_rows_fn *const four = l->rows[3];
+  aq_cm_rows_fn *four = l->rows[3];
+  const int8_t *xb = x;   /* the activations the blocks of 4 rows read */
+  if (x16) {
+    aq_cm_matvec_widen(x, kc, (uint32_t *)x16);
+    four = l->rows4w;
+    xb = (const int8_t *)x16;
+  }
   int32_t sums[4], n0 = 0;
   for (; n0 + 4 <= N; n0 += 4, w += block_bytes) {
-    four(x, w, kc, bias + n0, sums);
+    four(xb, w, kc, bias + n0, sums);
     if (K & 3) aq_cm_matvec_ktail(filter, x, K, N, n0, sums, s4);
     aq_cm_mv_out4(sums, m + n0, s + n0, off2p1, lo2, hi2, out + n0, guard);
   }
@@ -107,10 +128,12 @@ AQ_CM_INLINE void aq_cm_matvec(const aq_fully_connected_params *p, const int8_t 
   const int32_t K = p->accum_depth, N = p->out_c;
   if (p->q.guard) {
     for (int32_t b = 0; b < p->batches; ++b)
-      aq_cm_matvec_rows(l, input + b * K, filter, bias, &p->q, K, N, output + b * N, 1);
+      aq_cm_matvec_rows(l, input + b * K, filter, bias, &p->q, K, N, output + b * N,
+                        p->scratch, 1);
   } else {
     for (int32_t b = 0; b < p->batches; ++b)
-      aq_cm_matvec_rows(l, input + b * K, filter, bias, &p->q, K, N, output + b * N, 0);
+      aq_cm_matvec_rows(l, input + b * K, filter, bias, &p->q, K, N, output + b * N,
+                        p->scratch, 0);
   }
 }
 
@@ -123,7 +146,7 @@ AQ_CM_INLINE void aq_cm_conv_matvec_pixels(const aq_conv_params *p, const int8_t
     for (int ox = 0; ox < p->out_w; ++ox)
       aq_cm_matvec_rows(l, input + ((int32_t)oy * p->stride_h * p->in_w + ox * p->stride_w) * p->in_c,
                         filter, bias, &p->q, p->in_c, p->out_c,
-                        output + ((int32_t)oy * p->out_w + ox) * p->out_c, guard);
+                        output + ((int32_t)oy * p->out_w + ox) * p->out_c, p->scratch, guard);
 }
 
 AQ_CM_INLINE void aq_cm_conv_matvec(const aq_conv_params *p, const int8_t *input,

@@ -45,21 +45,22 @@
  * AQ_CM_MV_S4_CHUNKS chunks (r7 = its end) the sums r3 r8 r9 r10 from zero and out[] +=
  * sums >> 12 (`adds`). Within a piece, `first` (AQ_CM_MV4_FIRST4 or _FIRST8: the steps a chunk
  * count that is not a whole number of iterations starts with; r7 = the piece's bytes) and
- * then the loop body `body`. */
-#define AQ_CM_MV4_BODY(regs, adds, first, body)    \
+ * then the loop body `body`. The activations take 2^xs bytes a chunk (xs 2: int8; 3: the
+ * int16 pairs of aq_cm_matvec_widen), `piece` bytes of them a piece. */
+#define AQ_CM_MV4_BODY(regs, adds, first, body, xs, piece) \
   "push {r3-r11, lr}\n\t"                          \
   "ldr r11, [sp, #40]\n\t" /* out, the 5th argument */ \
   "ldmia r3, {" regs "}\n\t"                       \
   "stmia r11, {" regs "}\n\t"                      \
   "mov r6, #0xF000F000\n\t"                        \
-  "add r2, r0, r2, lsl #2\n\t"                     \
+  "add r2, r0, r2, lsl #" xs "\n\t"                \
   "cmp r0, r2\n\t"                                 \
   "beq 9f\n\t"                                     \
   "0:\n\t"                                         \
   "sub r7, r2, r0\n\t"                             \
-  "cmp r7, #" AQ_CM_MV4_PIECE_BYTES "\n\t"         \
+  "cmp r7, #" piece "\n\t"                         \
   "it hi\n\t"                                      \
-  "movhi r7, #" AQ_CM_MV4_PIECE_BYTES "\n\t"       \
+  "movhi r7, #" piece "\n\t"                       \
   "mov r3, #0\n\t"                                 \
   "mov r8, #0\n\t"                                 \
   "mov r9, #0\n\t"                                 \
@@ -81,10 +82,11 @@
   "9:\n\t"                                         \
   "pop {r3-r11, pc}\n\t"
 
-/* Bits 0 (N) and 1 (C) of the piece's chunk count choose a step of 1 and of 2 chunks (the MAC
- * instructions keep the flags); r7 becomes the piece's end. */
-#define AQ_CM_MV4_FIRST4(one, two)                 \
-  "lsls r11, r7, #29\n\t"                          \
+/* Bits 0 (N) and 1 (C) of the piece's chunk count (bit 32 - `bit` of its bytes: 29 for int8
+ * activations, 28 for int16 pairs) choose a step of 1 and of 2 chunks (the MAC instructions
+ * keep the flags); r7 becomes the piece's end. */
+#define AQ_CM_MV4_FIRST4(one, two, bit)            \
+  "lsls r11, r7, #" bit "\n\t"                     \
   "add r7, r0, r7\n\t"                             \
   "bpl 5f\n\t"                                     \
   one                                              \
@@ -112,6 +114,7 @@
 
 /* 4 * AQ_CM_MV_S4_CHUNKS, as asm text. */
 #define AQ_CM_MV4_PIECE_BYTES "496"
+#define AQ_CM_MV4_PIECE_BYTES16 "992"
 _Static_assert(4 * AQ_CM_MV_S4_CHUNKS == 496, "AQ_CM_MV4_PIECE_BYTES");
 
 #define AQ_CM_MV4_FOUR(step) step step step step
@@ -127,8 +130,26 @@ static void __attribute__((naked, noinline)) aq_cm_mv4_s4(const int8_t *x, const
                                                           int32_t chunks, const int32_t *in,
                                                           int32_t *out) {
   __asm__ volatile(AQ_CM_MV4_BODY("r4, r5, r7, r12", AQ_CM_MV4_ADD4,
-                                   AQ_CM_MV4_FIRST4(AQ_CM_MV4_STEP4, AQ_CM_MV4_STEP4 AQ_CM_MV4_STEP4),
-                                   AQ_CM_MV4_FOUR(AQ_CM_MV4_STEP4)));
+                                   AQ_CM_MV4_FIRST4(AQ_CM_MV4_STEP4, AQ_CM_MV4_STEP4 AQ_CM_MV4_STEP4, "29"),
+                                   AQ_CM_MV4_FOUR(AQ_CM_MV4_STEP4), "2", AQ_CM_MV4_PIECE_BYTES));
+}
+
+/* ---- 4 rows against the widened activations (aq_cm_matvec_widen): LDM of a chunk's pairs
+ * r12 (x0, x2), lr (x1, x3) instead of LDR and 2 SXTB16: 18 for 16 MACs ---- */
+#define AQ_CM_MV4_STEP4W                           \
+  "ldmia r0!, {r12, lr}\n\t"                       \
+  "ldrd r4, r5, [r1], #8\n\t"                      \
+  AQ_CM_MV4_HALF("r4", "12", "8", "r12", "lr", "r3")   \
+  AQ_CM_MV4_HALF("r4", "4", "0", "r12", "lr", "r8")    \
+  AQ_CM_MV4_HALF("r5", "12", "8", "r12", "lr", "r9")   \
+  AQ_CM_MV4_HALF("r5", "4", "0", "r12", "lr", "r10")
+
+static void __attribute__((naked, noinline)) aq_cm_mv4w_s4(const int8_t *x, const void *w,
+                                                           int32_t chunks, const int32_t *in,
+                                                           int32_t *out) {
+  __asm__ volatile(AQ_CM_MV4_BODY("r4, r5, r7, r12", AQ_CM_MV4_ADD4,
+                                   AQ_CM_MV4_FIRST4(AQ_CM_MV4_STEP4W, AQ_CM_MV4_STEP4W AQ_CM_MV4_STEP4W, "28"),
+                                   AQ_CM_MV4_FOUR(AQ_CM_MV4_STEP4W), "3", AQ_CM_MV4_PIECE_BYTES16));
 }
 
 /* ---- 3 rows: without row b of the second word ---- */
@@ -142,8 +163,8 @@ static void __attribute__((naked, noinline)) aq_cm_mv3_s4(const int8_t *x, const
                                                           int32_t chunks, const int32_t *in,
                                                           int32_t *out) {
   __asm__ volatile(AQ_CM_MV4_BODY("r4, r5, r7", AQ_CM_MV4_ADD3,
-                                   AQ_CM_MV4_FIRST4(AQ_CM_MV4_STEP3, AQ_CM_MV4_STEP3 AQ_CM_MV4_STEP3),
-                                   AQ_CM_MV4_FOUR(AQ_CM_MV4_STEP3)));
+                                   AQ_CM_MV4_FIRST4(AQ_CM_MV4_STEP3, AQ_CM_MV4_STEP3 AQ_CM_MV4_STEP3, "29"),
+                                   AQ_CM_MV4_FOUR(AQ_CM_MV4_STEP3), "2", AQ_CM_MV4_PIECE_BYTES));
 }
 
 /* ---- 2 rows: the last block holds a word (rows 0, 1) a chunk: LDR for one, LDRD for two ---- */
@@ -175,7 +196,7 @@ static void __attribute__((naked, noinline)) aq_cm_mv2_s4(const int8_t *x, const
   __asm__ volatile(AQ_CM_MV4_BODY("r4, r5", AQ_CM_MV4_ADD2,
                                    AQ_CM_MV4_FIRST8(AQ_CM_MV4_STEP2, AQ_CM_MV4_TWO2,
                                                     AQ_CM_MV4_TWO2 AQ_CM_MV4_TWO2),
-                                   AQ_CM_MV4_FOUR(AQ_CM_MV4_TWO2)));
+                                   AQ_CM_MV4_FOUR(AQ_CM_MV4_TWO2), "2", AQ_CM_MV4_PIECE_BYTES));
 }
 
 /* ---- 1 row: row a of the same words (row b zero) ---- */
@@ -195,7 +216,8 @@ static void __attribute__((naked, noinline)) aq_cm_mv1_s4(const int8_t *x, const
   __asm__ volatile(AQ_CM_MV4_BODY("r4", AQ_CM_MV4_ADD1,
                                    AQ_CM_MV4_FIRST8(AQ_CM_MV4_STEP1, AQ_CM_MV4_TWO1,
                                                     AQ_CM_MV4_TWO1 AQ_CM_MV4_TWO1),
-                                   AQ_CM_MV4_FOUR(AQ_CM_MV4_TWO1)));
+                                   AQ_CM_MV4_FOUR(AQ_CM_MV4_TWO1), "2", AQ_CM_MV4_PIECE_BYTES));
 }
 
-const aq_cm_matvec_loops aq_cm_matvec_s4 = {{aq_cm_mv1_s4, aq_cm_mv2_s4, aq_cm_mv3_s4, aq_cm_mv4_s4}, 1};
+const aq_cm_matvec_loops aq_cm_matvec_s4 = {{aq_cm_mv1_s4, aq_cm_mv2_s4, aq_cm_mv3_s4, aq_cm_mv4_s4},
+                                            aq_cm_mv4w_s4, 1};
