@@ -33,6 +33,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import sys
 import tempfile
 import time
@@ -126,6 +127,7 @@ def cortex_m(args) -> int:
             bad = sum(not r.bit_exact for r in results)
             print(f"{kind:16s} {'INT4' if s4 else 'int8'} {len(results) - bad}/{len(results)} "
                   f"bit-exact {time.time() - t0:.0f} s", flush=True)
+    shutil.rmtree(work, ignore_errors=True)
     meta = {"board": kh.BOARD, "cases_per_variant": args.cases, "seed": args.seed,
             "peer": "portable loop bodies (firmware/include/aq_mac_impl.h)",
             "seconds": round(time.time() - t_all, 1)}
