@@ -2,6 +2,8 @@
 
     .venv/bin/python bench/fuzz_ops.py [--models 100] [--branches 10] [--converter 2] [--seed 0]
                                        [--ops CONV_2D,MUL,...]
+    .venv/bin/python bench/fuzz_ops.py --cortex-m [--cases 2000] [--seed 0] [--jobs 2]
+                                       [--kinds conv,depthwise,fully_connected]
 
 Each hand-built model holds `--branches` independent cases of one op (random shapes, kernel
 sizes, strides, padding, dilation, fused activations, scales, zero points, weights; see
@@ -11,6 +13,18 @@ and in TFLite Micro; a case is bit-exact when its output bytes match on all of t
 
 Writes bench/results/fuzz_ops.json (rows {op, source, cases, bit_exact, mismatches, models,
 seconds}, plus the first mismatch descriptions) and bench/results/fuzz_ops.md.
+
+`--cortex-m` fuzzes the Cortex-M ports instead (firmware/kernels/cortex-m/, compiled for
+qemu-mps2-an386, run under QEMU): for every MAC layer kind and weight type (int8, INT4),
+`--cases` random small layers per kernel variant that aqedge.codegen.dispatch.select() picks for
+such layers (tests/kernel_harness.py: shapes steered towards each variant, about half of them
+with hard quantisation: left shifts, huge biases, dead channels, narrow ranges, extreme zero
+points, no bias), plus the harness's TYPICAL shapes, each run with its variant in the variant's
+weight layout against the portable loop bodies (bit-exact with TFLite Micro) on the same data,
+every output byte compared, in place too at the planner's lead. It is tests/test_cm_kernels.py's fuzz
+(a few hundred cases per kind there) at scale. Writes bench/results/fuzz_cm.json ({meta, rows
+{kind, weights, variant, cases, hard, bit_exact, mismatches}, combos {kind, weights, cases,
+seconds}, failures}) and bench/results/fuzz_cm.md.
 """
 
 from __future__ import annotations
@@ -19,6 +33,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import sys
 import tempfile
 import time
@@ -33,6 +48,98 @@ sys.path.insert(0, str(REPO / "tests"))
 import test_ops_fuzz as fuzz  # noqa: E402
 
 
+def _cm_cases(kh, kind: str, s4: bool, per_variant: int, seed: int) -> list:
+    """The TYPICAL shapes (kernel_harness.fuzz_cases) and `per_variant` random layers for each
+    variant select() gives layers of `kind`, from shapes steered towards it; a case that lands
+    on another variant counts for that one while it is short."""
+    import numpy as np
+    cases = kh.fuzz_cases(kind, s4, 0, seed)
+    want = {v: per_variant for v in sorted(kh.variant_names(kind, s4))}
+    rng = np.random.default_rng([seed, kh.KINDS.index(kind), int(s4)])
+    base = 1_000_000 * (10 + seed) + 100_000 * (kh.KINDS.index(kind) * 2 + int(s4))
+    for attempt in range(40 * per_variant * len(want)):
+        short = [v for v, n in want.items() if n > 0]
+        if not short:
+            break
+        shape = kh.steered_shape(kind, short[attempt % len(short)], rng)
+        case = kh.make_case(kind, s4=s4, seed=base + attempt, hard=bool(rng.random() < 0.5),
+                            **shape)
+        if want.get(case.variant.name, 0) > 0:
+            want[case.variant.name] -= 1
+            cases.append(case)
+    return cases
+
+
+def _cm_rows(kind: str, s4: bool, results: list) -> list[dict]:
+    rows = []
+    for v in sorted({r.variant for r in results}):
+        sel = [r for r in results if r.variant == v]
+        exact = sum(r.bit_exact for r in sel)
+        rows.append({"kind": kind, "weights": "INT4" if s4 else "int8", "variant": v,
+                     "kernel": sel[0].kernel, "cases": len(sel),
+                     "hard": sum(bool(r.case.hard) for r in sel), "bit_exact": exact,
+                     "mismatches": len(sel) - exact})
+    return rows
+
+
+def _cm_markdown(rows: list[dict], combos: list[dict], failures: list[dict], meta: dict) -> str:
+    total, exact = sum(r["cases"] for r in rows), sum(r["bit_exact"] for r in rows)
+    lines = ["# Cortex-M kernel variants fuzzed against the portable kernels (qemu-mps2-an386)", "",
+             f"{exact}/{total} cases bit-exact. Per kernel variant dispatch.select() picks, "
+             f"{meta['cases_per_variant']} random small layers (shapes steered towards it, about "
+             "half with hard quantisation) plus the harness's TYPICAL shapes, each run "
+             "with the Cortex-M port in its weight layout and with the portable loops (bit-exact "
+             "with TFLite Micro) on the same data, out of place and in place. Regenerate: "
+             f"`.venv/bin/python bench/fuzz_ops.py --cortex-m --cases {meta['cases_per_variant']}"
+             f"{' --seed ' + str(meta['seed']) if meta['seed'] else ''}` "
+             f"({meta['seconds']:.0f} s).", "",
+             "| kind | weights | variant | kernel | cases | hard | bit-exact | mismatches |",
+             "|---|---|---|---|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append(f"| {r['kind']} | {r['weights']} | {r['variant']} | `{r['kernel']}` | "
+                     f"{r['cases']} | {r['hard']} | {r['bit_exact']} | {r['mismatches']} |")
+    lines += ["", "| kind | weights | cases | seconds |", "|---|---|---:|---:|"]
+    lines += [f"| {c['kind']} | {c['weights']} | {c['cases']} | {c['seconds']} |" for c in combos]
+    if failures:
+        lines += ["", "## First failures", ""] + [f"- {f}" for f in failures[:20]]
+    return "\n".join(lines) + "\n"
+
+
+def cortex_m(args) -> int:
+    """--cortex-m: the Cortex-M variants against the portable loops, --cases per variant."""
+    import kernel_harness as kh
+    kinds = [k for k in args.kinds.split(",") if k] or list(kh.KINDS)
+    rows, combos, failures = [], [], []
+    work = Path(tempfile.mkdtemp(prefix="aqedge-fuzz-cm-"))
+    t_all = time.time()
+    for kind in kinds:
+        for s4 in (False, True):
+            t0 = time.time()
+            cases = _cm_cases(kh, kind, s4, args.cases, args.seed)
+            results = kh.run_cases(cases, "portable", work / f"{kind}-{int(s4)}", jobs=args.jobs,
+                                   min_instructions=0)
+            rows += _cm_rows(kind, s4, results)
+            failures += [{"kind": kind, "weights": "INT4" if s4 else "int8", "variant": r.variant,
+                          "case": repr(r.case), "mismatch": r.mismatch}
+                         for r in results if not r.bit_exact]
+            combos.append({"kind": kind, "weights": "INT4" if s4 else "int8",
+                           "cases": len(results), "seconds": round(time.time() - t0, 1)})
+            bad = sum(not r.bit_exact for r in results)
+            print(f"{kind:16s} {'INT4' if s4 else 'int8'} {len(results) - bad}/{len(results)} "
+                  f"bit-exact {time.time() - t0:.0f} s", flush=True)
+    shutil.rmtree(work, ignore_errors=True)
+    meta = {"board": kh.BOARD, "cases_per_variant": args.cases, "seed": args.seed,
+            "peer": "portable loop bodies (firmware/include/aq_mac_impl.h)",
+            "seconds": round(time.time() - t_all, 1)}
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "fuzz_cm.json").write_text(json.dumps(
+        {"meta": meta, "rows": rows, "combos": combos, "failures": failures[:200]}, indent=2) + "\n")
+    (args.out / "fuzz_cm.md").write_text(_cm_markdown(rows, combos, failures, meta))
+    total, exact = sum(r["cases"] for r in rows), sum(r["bit_exact"] for r in rows)
+    print(f"{exact}/{total} bit-exact; wrote {args.out / 'fuzz_cm.json'} and .md")
+    return 0 if exact == total else 1
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--models", type=int, default=100, help="hand-built models per op")
@@ -41,7 +148,16 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=0, help="first seed")
     ap.add_argument("--ops", default="", help="comma-separated subset of ops")
     ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument("--cortex-m", action="store_true",
+                    help="fuzz the Cortex-M kernel variants on qemu-mps2-an386 instead")
+    ap.add_argument("--cases", type=int, default=2000,
+                    help="--cortex-m: random layers per kernel variant and weight type")
+    ap.add_argument("--kinds", default="", help="--cortex-m: comma-separated subset of "
+                                                "conv,depthwise,fully_connected")
+    ap.add_argument("--jobs", type=int, default=2, help="--cortex-m: batches built / run at once")
     args = ap.parse_args()
+    if args.cortex_m:
+        return cortex_m(args)
     ops = [o for o in args.ops.split(",") if o] or fuzz.OPS
     branches = max(1, min(args.branches, 10))
     rows, failures = [], []

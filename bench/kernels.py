@@ -7,7 +7,8 @@ One layer per shape, int8 and INT4 weights each: MobileNet-like 1x1 convolutions
 channels on maps from 48x48 down to 1x1, big channel counts on small maps), 3x3 convolutions
 (stride 1 and 2), 3x3 and 5x5 depthwise (stride 1 and 2, depth multiplier 1 and 2, 8 to 512
 channels), batch-1 fully connected (K 64 to 4096, N 2 to 1024), first layers (3x3 stride 2
-over 1 and 3 channels, the KWS 10x4 one) and odd channel counts (7, 13, 60, 180). Each runs
+over 1 and 3 channels, the KWS 10x4 one), odd channel counts (7, 13, 60, 180) and the layers of
+the dense autoencoder of bench/zoo.py (640-128-128-128-8-128-128-128-640). Each runs
 with the kernel aqedge builds for it (lowered by aqedge.codegen.lower: the variant
 aqedge.codegen.dispatch.select() picks, in its weight layout) and with CMSIS-NN's wrapper (from the
 TFLite Micro tree of --tflm-tree or $TFLM_TREE: CMSIS-NN itself, or a folder holding its
@@ -44,8 +45,9 @@ import kernel_harness as kh  # noqa: E402
 from aqedge.boards import resolve  # noqa: E402
 from aqedge.errors import AqError  # noqa: E402
 
-PW, C3, DW, FC, FIRST, ODD = ("pointwise 1x1 conv", "3x3 conv", "depthwise", "fully connected",
-                              "first layer", "odd channel counts")
+PW, C3, DW, FC, FIRST, ODD, AE = ("pointwise 1x1 conv", "3x3 conv", "depthwise",
+                                  "fully connected", "first layer", "odd channel counts",
+                                  "dense autoencoder")
 
 
 def _pointwise() -> list[tuple[str, str, dict]]:
@@ -104,9 +106,17 @@ def _odd() -> list[tuple[str, str, dict]]:
                for k, n in ((180, 13), (60, 7), (180, 60), (1024, 7))])
 
 
+def _autoencoder() -> list[tuple[str, str, dict]]:
+    """The layers of bench/zoo.py's dense autoencoder 640-128-128-128-8-128-128-128-640
+    (each distinct shape once)."""
+    return [(AE, "fully_connected", dict(depth=k, out_c=n))
+            for k, n in ((640, 128), (128, 128), (128, 8), (8, 128), (128, 640))]
+
+
 def shapes(quick: bool) -> list[tuple[str, str, dict]]:
     """(layer class, kind, shape) of the sweep; with `quick` the first two of each class."""
-    groups = [_pointwise(), _conv3x3(), _depthwise(), _fully_connected(), _first_layers(), _odd()]
+    groups = [_pointwise(), _conv3x3(), _depthwise(), _fully_connected(), _first_layers(), _odd(),
+              _autoencoder()]
     return [row for g in groups for row in (g[:2] if quick else g)]
 
 

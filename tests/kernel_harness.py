@@ -501,6 +501,56 @@ TYPICAL: dict[str, list[dict[str, Any]]] = {
 }
 
 
+def fuzz_cases(kind: str, s4: bool, random_cases: int, seed: int = 0) -> list[Case]:
+    """The fuzz of tests/test_cm_kernels.py (and `bench/fuzz_ops.py --cortex-m`): the TYPICAL
+    shapes (plain, and twice with hard quantisation), then `random_cases` random small layers,
+    every other one hard; seeds fixed per kind, weight type and `seed`, so a failure names a
+    case that can be rerun."""
+    base = 100_000 * (KINDS.index(kind) * 2 + int(s4)) + 1_000_000 * seed
+    cases = [make_case(kind, s4=s4, seed=base + 3 * j + t, hard=t > 0, **shape)
+             for j, shape in enumerate(TYPICAL[kind]) for t in range(3)]
+    rng = np.random.default_rng(base)
+    for j in range(random_cases):
+        shape = random_shape(kind, rng)
+        cases.append(make_case(kind, s4=s4, seed=base + 1000 + j, hard=j % 2 == 0, **shape))
+    return cases
+
+
+def steered_shape(kind: str, variant: str, rng) -> dict[str, Any]:
+    """A random small layer shape (random_shape) bent towards `variant` of dispatch.select(),
+    so rare variants get as many cases as common ones: conv "matvec" (1x1, no padding, 1 to 3
+    output pixels), "loops" (grouped); depthwise "mult2" / "generic" (depth multiplier 2 / 3),
+    "3x3" / "table" (3x3 / other kernels, multiplier 1); fully connected "matvec" / "batched"
+    (1 to 3 / 4 or more batches). Whether the layer gets that variant still depends on its
+    constants (a 3x3 depthwise layer with a left shift runs "table"): check case.variant."""
+    shape = random_shape(kind, rng)
+    if kind == "conv" and variant == "matvec":
+        out = int(rng.integers(1, 4))
+        shape.update(k=(1, 1), padding="valid", dilation=(1, 1), groups=1, stride=(1, 1),
+                     h=1 if rng.random() < 0.5 else out, w=out)
+        shape["h"] = 1 if shape["h"] * out > 3 else shape["h"]
+        shape["in_c"], shape["out_c"] = _channels(rng, 96), _channels(rng, 40)
+    elif kind == "conv" and variant == "loops" and shape.get("groups", 1) == 1:
+        g = int(rng.choice([2, 3]))
+        shape.update(groups=g, in_c=_channels(rng, 12) * g, out_c=_channels(rng, 12) * g)
+    elif kind == "conv" and variant == "im2col":
+        shape["groups"] = 1
+    elif kind == "depthwise":
+        mult = {"mult2": 2, "generic": 3}.get(variant, 1)
+        shape["multiplier"] = mult
+        if variant == "3x3":
+            shape.update(k=(3, 3), dilation=(int(rng.integers(1, 3)), 1) if rng.random() < 0.2 else (1, 1))
+        elif variant == "table" and tuple(np.broadcast_to(shape.get("k", 3), 2)) == (3, 3):
+            shape["k"] = [(5, 5), (2, 2), (1, 3), (3, 1), (7, 7)][int(rng.integers(0, 5))]
+    elif kind == "fully_connected":
+        shape["batches"] = int(rng.integers(1, 4)) if variant == "matvec" else int(rng.integers(4, 7))
+    try:
+        p = layer_params(kind, **shape)
+    except ValueError:
+        return steered_shape(kind, variant, rng)
+    return shape if _macs(kind, p) <= 80_000 else steered_shape(kind, variant, rng)
+
+
 def variant_names(kind: str, s4: bool, probes: int = 400, seed: int = 0) -> set[str]:
     """The variant names dispatch.select() gives layers of `kind` (through lower): the TYPICAL
     shapes and `probes` random shapes of any size up to 48x48 maps and 512 channels, half of
@@ -670,9 +720,13 @@ int main(void) {{
   aq_board_init();
   uint32_t reps = 0;
   aqh_puts("OVERHEAD");
-  aqh_putu(aqh_time(aqh_nop, aqh_out_aq, &reps, 0));
-  reps = 10000u;
+  /* One call, as aqh_time times a call that needs no repeating (not aqh_time itself: it
+   * would repeat the short nop until the target and report all of those calls). */
   uint64_t t0 = aq_timer_ticks();
+  aqh_nop(aqh_in, aqh_out_aq);
+  aqh_putu(aq_timer_ticks() - t0);
+  reps = 10000u;
+  t0 = aq_timer_ticks();
   for (uint32_t r = 0; r < reps; ++r) aqh_nop(aqh_in, aqh_out_aq);
   aqh_putu(aq_timer_ticks() - t0);
   aqh_putu(reps);

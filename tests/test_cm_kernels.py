@@ -37,15 +37,9 @@ COMBO_IDS = [f"{kind}-{'s4' if s4 else 's8'}" for kind, s4 in COMBOS]
 
 def _fuzz_cases(kind: str, s4: bool) -> list[kh.Case]:
     """The TYPICAL shapes (plain, and twice with hard quantisation) and random small layers,
-    every other one hard; seeds fixed, so a failure names a case that can be rerun."""
-    base = 100_000 * (kh.KINDS.index(kind) * 2 + int(s4))
-    cases = [kh.make_case(kind, s4=s4, seed=base + 3 * j + t, hard=t > 0, **shape)
-             for j, shape in enumerate(kh.TYPICAL[kind]) for t in range(3)]
-    rng = np.random.default_rng(base)
-    for j in range(RANDOM_CASES):
-        shape = kh.random_shape(kind, rng)
-        cases.append(kh.make_case(kind, s4=s4, seed=base + 1000 + j, hard=j % 2 == 0, **shape))
-    return cases
+    every other one hard (kernel_harness.fuzz_cases; bench/fuzz_ops.py --cortex-m runs
+    thousands per variant)."""
+    return kh.fuzz_cases(kind, s4, RANDOM_CASES)
 
 
 @pytest.fixture(scope="module")

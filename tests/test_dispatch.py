@@ -72,6 +72,15 @@ def test_variant_per_shape(kind, params, s4, variant, kernel):
     assert v.why
 
 
+@pytest.mark.parametrize("out_c, depth, scratch", [(10, 40, 0), (16, 40, 80), (64, 42, 80), (16, 3, 0)])
+def test_matvec_widens_activations_from_16_rows(out_c, depth, scratch):
+    # the Cortex-M port widens x once per vector into aq_scratch (8 bytes per 4 elements)
+    # when enough blocks of 4 rows read it; model.c says so in the variant's comment
+    v = _select("fully_connected", _fc(depth=depth, out_c=out_c))
+    assert (v.name, v.scratch_bytes) == ("matvec", scratch)
+    assert ("widened" in v.why) == bool(scratch)
+
+
 def test_3x3_depthwise_needs_short_requantisation():
     # a left shift, or a bias whose doubled fold leaves int32, sends a 3x3 layer to "table"
     assert _select("depthwise", _dw(), shift=2).name == "table"
@@ -90,24 +99,27 @@ def test_requant_guard_from_the_layers_own_bound():
     assert dispatch.requant_guard("fully_connected", w, np.zeros(4), [-5, -5, 17, -5], 0) == 1
 
 
-def _matvec_index(K: int, n: int, k: int, s4: bool) -> tuple[int, int]:
+def _matvec_index(K: int, N: int, n: int, k: int, s4: bool) -> tuple[int, int]:
     """(byte, nibble 0/1) of weight (n, k) in the matvec layout: aq_matvec_weight's formula."""
     k4, block, r, chunk, e = (K + 3) & ~3, n >> 2, n & 3, k >> 2, k & 3
+    rows = min(4, N - 4 * block)
     if not s4:
-        return block * k4 * 4 + chunk * 16 + r * 4 + e, 0
+        return block * k4 * 4 + chunk * 4 * rows + r * 4 + e, 0
     nib = ((e >> 1) << 2) | ((r & 1) << 1) | (e & 1)
-    return block * k4 * 2 + chunk * 8 + (r >> 1) * 4 + (nib >> 1), nib & 1
+    return block * k4 * 2 + chunk * 4 * ((rows + 1) >> 1) + (r >> 1) * 4 + (nib >> 1), nib & 1
 
 
 @pytest.mark.parametrize("s4", [False, True])
-@pytest.mark.parametrize("n, K", [(10, 40), (3, 7), (9, 33), (4, 4)])
+@pytest.mark.parametrize("n, K", [(10, 40), (3, 7), (9, 33), (4, 4), (6, 12), (1, 8), (7, 4)])
 def test_matvec_layout_holds_every_weight_where_the_kernels_read_it(s4, n, K):
     w = np.random.default_rng(n * K).integers(-8 if s4 else -128, 8 if s4 else 128, (n, K))
     raw = dispatch.matvec_layout(w, _fc(depth=K, out_c=n), s4)
-    assert raw.size == -(-n // 4) * 4 * ((K + 3) & ~3) // (2 if s4 else 1)
+    # the last block holds only its rows (INT4: a word per two rows)
+    rows = n if not s4 else 2 * (n // 4) * 2 + (n % 4 + 1) // 2 * 2
+    assert raw.size == rows * ((K + 3) & ~3) // (2 if s4 else 1)
     for i in range(n):
         for k in range(K):
-            byte, hi = _matvec_index(K, i, k, s4)
+            byte, hi = _matvec_index(K, n, i, k, s4)
             b = int(raw.view(np.uint8)[byte])
             value = ((b >> 4) if hi else (b & 0xF)) if s4 else (b - 256 if b > 127 else b)
             if s4 and value > 7:

@@ -104,6 +104,25 @@ def _suffix(s4: bool) -> str:
 
 #: Rows a matrix x vector block computes at once (firmware/kernels/*/aq_fully_connected_matvec_*).
 MATVEC_ROWS = 4
+#: Rows from which the Cortex-M matrix x vector kernels widen the activations to int16 pairs
+#: once per vector (matvec_widen_bytes of scratch): each block of 4 rows then loads them instead
+#: of unpacking them, 2 instructions less per 4 elements of K and block, for about 7 per 4
+#: elements to widen; from 4 blocks on that pays.
+MATVEC_WIDEN_MIN_ROWS = 16
+
+
+def matvec_widen_bytes(K: int, rows: int) -> int:
+    """The scratch of a matrix x vector layer of `rows` rows over K: its whole 4-element
+    chunks of activations as int16 pairs (8 bytes a chunk), or 0 below MATVEC_WIDEN_MIN_ROWS."""
+    return 8 * (K // 4) if rows >= MATVEC_WIDEN_MIN_ROWS else 0
+
+
+def _matvec_why(what: str, K: int, rows: int) -> str:
+    widen = (", activations widened to int16 once per vector in aq_scratch"
+             if matvec_widen_bytes(K, rows) else "")
+    return f"{what}: matrix x vector, {MATVEC_ROWS} rows at a time{widen}, input offset folded into the bias"
+
+
 #: Batches up to which FULLY_CONNECTED runs matrix x vector per batch: from 4 on, the 4-pixel
 #: column kernel shares each weight load between 4 batches and is faster.
 MATVEC_MAX_BATCHES = 3
@@ -149,18 +168,22 @@ def _conv(p: dict[str, Any], s4: bool) -> Variant:
     pixels = p["out_h"] * p["out_w"]
     if p["k_h"] == p["k_w"] == 1 and p["pad_h"] == p["pad_w"] == 0 and pixels <= MATVEC_MAX_BATCHES:
         return Variant("conv", "matvec", f"aq_conv_matvec_{_suffix(s4)}",
-                       f"1x1 over {pixels} pixel(s): matrix x vector per pixel, {MATVEC_ROWS} rows "
-                       "at a time, input offset folded into the bias", matvec_layout, folds_offset=True)
+                       _matvec_why(f"1x1 over {pixels} pixel(s), per pixel", p["in_c"], p["out_c"]),
+                       matvec_layout, folds_offset=True,
+                       scratch_bytes=matvec_widen_bytes(p["in_c"], p["out_c"]))
     if s4 and K > COLUMN_S4_MAX_K:
         return Variant("conv", "loops", f"aq_conv_loops_{_suffix(s4)}",
                        f"INT4 rows of {K} weights are too long for the column kernel: portable loops")
     pad = padded_k(K, s4) - K
+    # a 1x1 convolution without padding reads each pixel's channels as one run: no gather
+    one_run = p["k_h"] == p["k_w"] == 1 and p["pad_h"] == p["pad_w"] == 0
     return Variant("conv", "im2col", f"aq_conv_{_suffix(s4)}",
                    f"{p['k_h']}x{p['k_w']}, K = {K}: 4 output pixels at a time through an int16 "
                    "column buffer, weights read from flash"
                    + (f", rows padded with {pad} zero weights to whole words" if pad else ""),
                    column_layout,
-                   scratch_bytes=column_bytes(K, s4, gather=p["in_c"] % column_chunk(s4) != 0))
+                   scratch_bytes=column_bytes(K, s4, gather=p["in_c"] % column_chunk(s4) != 0
+                                              and not one_run))
 
 
 def _words(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
@@ -267,33 +290,41 @@ def _blocks(weights: np.ndarray, rows: int, group: int) -> np.ndarray:
 
 def matvec_layout(weights: np.ndarray, params: dict[str, Any], s4: bool) -> np.ndarray:
     """Weights of the matrix x vector kernels, in blocks of MATVEC_ROWS rows; per block, per
-    4 elements of K (zero-padded), the 4 rows' weights side by side:
+    4 elements of K (zero-padded), the block's rows side by side:
 
-    * int8: rows r0..r3 as one word each (w[k..k+3]), so one LDM loads the block's 16 weights;
-    * INT4: two words, rows (r0, r1) then (r2, r3); a word holds 8 nibbles, low first:
+    * int8: a word per row (w[k..k+3]), so one LDM loads a block's 16 weights;
+    * INT4: a word per two rows, (r0, r1) then (r2, r3); a word holds 8 nibbles, low first:
       a[k], a[k+1], b[k], b[k+1], a[k+2], a[k+3], b[k+2], b[k+3] (rows a, b): masking nibbles
       i and i+4 into the top of each halfword (0xF000F000 & word << 12 - 4i) gives
       4096 * (w[k], w[k+2]) or 4096 * (w[k+1], w[k+3]) of one row, the lane order in which
       SXTB16 gives the activations.
+
+    The last block of N % 4 rows holds only those rows (int8: N % 4 words per 4 elements; INT4:
+    one word for 1 or 2 rows, the second row zero for 1), so its loop loads no padding.
     """
     b = _blocks(weights, MATVEC_ROWS, 4)        # [blocks, chunks, 4 rows, 4]
+    full, tail = divmod(np.asarray(weights).shape[0], MATVEC_ROWS)
     if not s4:
-        return b.reshape(-1).astype(np.int8)
+        parts = [b[:full].reshape(-1)] + ([b[full:, :, :tail].reshape(-1)] if tail else [])
+        return np.concatenate(parts).astype(np.int8)
     order = [(0, 0), (0, 1), (1, 0), (1, 1), (0, 2), (0, 3), (1, 2), (1, 3)]   # (row, k)
-    words = []
-    for pair in (0, 2):
-        nib = np.stack([b[:, :, pair + r, k] for r, k in order], axis=-1) & 0xF   # [..., 8]
-        words.append(nib)
-    nib = np.stack(words, axis=2).reshape(-1, 8)                       # word by word
-    packed = nib[:, 0::2] | (nib[:, 1::2] << 4)                         # 4 bytes per word
+
+    def words(blocks: np.ndarray, pairs: tuple[int, ...]) -> np.ndarray:
+        nib = [np.stack([blocks[:, :, p + r, k] for r, k in order], axis=-1) & 0xF for p in pairs]
+        return np.stack(nib, axis=2).reshape(-1, 8)                 # word by word
+
+    nib = np.concatenate([words(b[:full], (0, 2))]
+                         + ([words(b[full:], (0, 2) if tail > 2 else (0,))] if tail else []))
+    packed = nib[:, 0::2] | (nib[:, 1::2] << 4)                     # 4 bytes per word
     return packed.reshape(-1).astype(np.uint8)
 
 
 def _fully_connected(p: dict[str, Any], s4: bool) -> Variant:
     if p["batches"] <= MATVEC_MAX_BATCHES or (s4 and p["accum_depth"] > COLUMN_S4_MAX_K):
         return Variant("fully_connected", "matvec", f"aq_fully_connected_matvec_{_suffix(s4)}",
-                       f"batch {p['batches']}: matrix x vector, {MATVEC_ROWS} rows at a time, "
-                       "input offset folded into the bias", matvec_layout, folds_offset=True)
+                       _matvec_why(f"batch {p['batches']}", p["accum_depth"], p["out_c"]),
+                       matvec_layout, folds_offset=True,
+                       scratch_bytes=matvec_widen_bytes(p["accum_depth"], p["out_c"]))
     return Variant("fully_connected", "batched", f"aq_fully_connected_{_suffix(s4)}",
                    f"batch {p['batches']}: 4 batches at a time through an int16 column buffer, "
                    "rows padded to whole words", column_layout,

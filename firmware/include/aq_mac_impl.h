@@ -122,14 +122,19 @@ static inline int32_t aq_padded_k(int32_t K, int s4) {
   return s4 ? (K + 7) & ~7 : (K + 3) & ~3;
 }
 
-/* Weight (n, k) of a matrix x vector layout (aqedge/codegen/dispatch.py matvec_layout): blocks
- * of 4 rows; per block and 4 elements of K, the 4 rows side by side (int8: a word per row; INT4:
- * two words, rows (0, 1) and (2, 3), nibbles a0 a1 b0 b1 a2 a3 b2 b3). */
-static inline int32_t aq_matvec_weight(const void *filter, int32_t K, int32_t n, int32_t k, int s4) {
+/* Weight (n, k) of an N x K matrix in the matrix x vector layout (aqedge/codegen/dispatch.py
+ * matvec_layout): blocks of 4 rows; per block and 4 elements of K, the block's rows side by
+ * side (int8: a word per row; INT4: a word per two rows, (0, 1) then (2, 3), nibbles a0 a1 b0
+ * b1 a2 a3 b2 b3); the last block of N % 4 rows holds only those rows (INT4: one word for 1 or
+ * 2 rows). */
+static inline int32_t aq_matvec_weight(const void *filter, int32_t K, int32_t N, int32_t n,
+                                       int32_t k, int s4) {
   const int32_t k4 = (K + 3) & ~3, block = n >> 2, r = n & 3, chunk = k >> 2, e = k & 3;
-  if (!s4) return ((const int8_t *)filter)[block * k4 * 4 + chunk * 16 + r * 4 + e];
-  const int32_t nib = ((e >> 1) << 2) | ((r & 1) << 1) | (e & 1);
-  const int8_t byte = ((const int8_t *)filter)[block * k4 * 2 + chunk * 8 + (r >> 1) * 4 + (nib >> 1)];
+  const int32_t rows = N - 4 * block < 4 ? N - 4 * block : 4;
+  if (!s4) return ((const int8_t *)filter)[block * k4 * 4 + chunk * 4 * rows + r * 4 + e];
+  const int32_t nib = ((e >> 1) << 2) | ((r & 1) << 1) | (e & 1), words = (rows + 1) >> 1;
+  const int8_t byte = ((const int8_t *)filter)[block * k4 * 2 + chunk * 4 * words + (r >> 1) * 4 +
+                                               (nib >> 1)];
   return (nib & 1) ? (byte >> 4) : ((int8_t)(byte << 4) >> 4);
 }
 
@@ -141,7 +146,7 @@ static inline void aq_matvec_impl(const int8_t *x, const void *filter, const int
   for (int32_t n = 0; n < N; ++n) {
     uint32_t acc = (uint32_t)bias[n];
     for (int32_t k = 0; k < K; ++k)
-      acc += (uint32_t)(aq_matvec_weight(filter, K, n, k, s4) * x[k]);
+      acc += (uint32_t)(aq_matvec_weight(filter, K, N, n, k, s4) * x[k]);
     const int32_t y = aq_requantize((int32_t)acc, q->multiplier[n], q->shift[n]) + q->output_offset;
     out[n] = (int8_t)aq_clamp(y, q->act_min, q->act_max);
   }

@@ -77,6 +77,20 @@ AQ_CM_INLINE void aq_cm_conv_gather(const aq_conv_params *p, const int8_t *input
   memset(dst, zp, (size_t)(rf + Kp - dst));
 }
 
+/* Fill pixel slot `pix` with the input pixel `src` of a 1x1 convolution without padding: its
+ * whole chunks of channels straight from the input, the last C % chunk channels and the row's
+ * padding (the zero point: x + offset = 0) through a chunk of bytes. */
+AQ_CM_INLINE void aq_cm_conv_fill_1x1(const aq_conv_params *p, const int8_t *src, uint32_t *col,
+                                      int32_t kc, int pix, uint32_t off2, int s4) {
+  const int32_t C = p->in_c, full = C - C % AQ_CM_CHUNK(s4);
+  const int32_t k = full ? aq_cm_put_run(col, kc, pix, 0, src, full, off2, s4) : 0;
+  if (full == C) return;
+  int8_t last[8];
+  for (int32_t e = 0; e < AQ_CM_CHUNK(s4); ++e)
+    last[e] = full + e < C ? src[full + e] : (int8_t)(-p->q.input_offset);
+  aq_cm_put_run(col, kc, pix, k, last, AQ_CM_CHUNK(s4), off2, s4);
+}
+
 /* Largest INT4 row the x16 sums keep inside int32 (16 * K * 8 * 255 < 2^31, with margin);
  * dispatch.py COLUMN_S4_MAX_K. */
 #define AQ_CM_S4_MAX_K 32000
@@ -88,8 +102,10 @@ AQ_CM_INLINE void aq_cm_conv(const aq_conv_params *p, const int8_t *input, const
   const uint32_t off2 = aq_cm_dup16(p->q.input_offset);
   uint32_t *col = (uint32_t *)p->scratch; /* aq_cm_col_words(Kp, s4) words */
   /* input depths of whole chunks fill the buffer tap by tap; others through a byte gather
-   * (after the buffer in the scratch, dispatch.py column_bytes) */
-  int8_t *rf = (p->in_c % AQ_CM_CHUNK(s4)) ? (int8_t *)(col + aq_cm_col_words(Kp, s4)) : 0;
+   * (after the buffer in the scratch, dispatch.py column_bytes), but for a 1x1 convolution
+   * without padding, whose receptive field is one run: its pixel's channels, then zeros */
+  const int one_run = p->k_h == 1 && p->k_w == 1 && p->pad_h == 0 && p->pad_w == 0;
+  int8_t *rf = (p->in_c % AQ_CM_CHUNK(s4)) && !one_run ? (int8_t *)(col + aq_cm_col_words(Kp, s4)) : 0;
   aq_cm_mm mm;
   aq_cm_mm_init(&mm, Kp, filter, bias, p->out_c, &p->q, p->out_c, s4);
   const int32_t n_px = (int32_t)p->out_h * p->out_w;
@@ -98,7 +114,10 @@ AQ_CM_INLINE void aq_cm_conv(const aq_conv_params *p, const int8_t *input, const
     const int n = n_px - px < AQ_CM_PIXELS ? (int)(n_px - px) : AQ_CM_PIXELS;
     for (int i = 0; i < AQ_CM_PIXELS; ++i) {
       if (i < n) {
-        if (rf) {
+        if (one_run) {
+          aq_cm_conv_fill_1x1(p, input + ((int32_t)oy * p->stride_h * p->in_w + ox * p->stride_w) * p->in_c,
+                              col, kc, i, off2, s4);
+        } else if (rf) {
           aq_cm_conv_gather(p, input, oy, ox, rf, Kp);
           aq_cm_put_run(col, kc, i, 0, rf, Kp, off2, s4);
         } else {

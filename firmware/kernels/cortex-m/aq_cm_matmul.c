@@ -55,14 +55,17 @@ static inline __attribute__((always_inline)) void aq_cm_matmul(const aq_cm_mm *m
   const aq_requant *q = mm->q;
   const uint8_t *wrow = (const uint8_t *)mm->filter;
   const int32_t stride = mm->out_stride;
+  /* int8 weights on the common paths (never guarded): the doubled bias starts the sums */
+  const int fold = !s4 && common;
   for (int32_t c = 0; c < mm->n_ch; ++c, wrow += mm->row_bytes, ++out) {
+    const int32_t b2 = (common || mm->bias) ? 2 * mm->bias[c] : 0;
     register const uint32_t *x __asm__("r0") = col;
     register const uint8_t *wp __asm__("r1") = wrow;
     register int32_t n __asm__("r2") = mm->kc;
-    register int32_t a0 __asm__("r3") = 0;
-    register int32_t a1 __asm__("r8") = 0;
-    register int32_t a2 __asm__("r9") = 0;
-    register int32_t a3 __asm__("r10") = 0;
+    register int32_t a0 __asm__("r3") = fold ? b2 : 0;
+    register int32_t a1 __asm__("r8") = fold ? b2 : 0;
+    register int32_t a2 __asm__("r9") = fold ? b2 : 0;
+    register int32_t a3 __asm__("r10") = fold ? b2 : 0;
     if (s4 == 2) {
       register uint32_t mask __asm__("r12") = 0xF000F000u;
       __asm__ volatile(
@@ -119,10 +122,10 @@ static inline __attribute__((always_inline)) void aq_cm_matmul(const aq_cm_mm *m
     /* Doubled sums: INT4 products carry x16 (s4 == 1) or x4096 (s4 == 2) of an undoubled
      * column, shifted back exactly together with adding the doubled bias. */
     const int sh4 = s4 == 2 ? 11 : s4 ? 3 : 0;
-    int32_t b2 = (common || mm->bias) ? 2 * mm->bias[c] : 0;
-    if (s4) __asm__("" : "+r"(b2)); /* keep b2 whole so the shift folds into the add */
-    int32_t y0 = b2 + (a0 >> sh4), y1 = b2 + (a1 >> sh4), y2 = b2 + (a2 >> sh4),
-            y3 = b2 + (a3 >> sh4);
+    int32_t bb = fold ? 0 : b2;
+    if (s4) __asm__("" : "+r"(bb)); /* keep bb whole so the shift folds into the add */
+    int32_t y0 = bb + (a0 >> sh4), y1 = bb + (a1 >> sh4), y2 = bb + (a2 >> sh4),
+            y3 = bb + (a3 >> sh4);
     const int32_t m = q->multiplier[c], sh = q->shift[c], o2 = mm->off2p1;
     if (!common && mm->guarded) {   /* plain sums + the bias, wrapped as TFLite's; checked */
       const int32_t d0 = a0 >> sh4, d1 = a1 >> sh4, d2 = a2 >> sh4, d3 = a3 >> sh4;
@@ -145,15 +148,18 @@ static inline __attribute__((always_inline)) void aq_cm_matmul(const aq_cm_mm *m
     }
     if (sat == 8 || (!sat && mm->sat == 8)) {
       y0 = __ssat(y0, 8); y1 = __ssat(y1, 8); y2 = __ssat(y2, 8); y3 = __ssat(y3, 8);
-    } else if (sat == 4 || mm->sat == 4) {
+    } else if (sat == 4 || (!sat && mm->sat == 4)) {
       y0 = __ssat(y0, 4); y1 = __ssat(y1, 4); y2 = __ssat(y2, 4); y3 = __ssat(y3, 4);
     } else {
       y0 = aq_clamp(y0, q->act_min, q->act_max); y1 = aq_clamp(y1, q->act_min, q->act_max);
       y2 = aq_clamp(y2, q->act_min, q->act_max); y3 = aq_clamp(y3, q->act_min, q->act_max);
     }
     if (common || n_pix == 4) {
-      out[0] = (int8_t)y0; out[stride] = (int8_t)y1;
-      out[2 * stride] = (int8_t)y2; out[3 * stride] = (int8_t)y3;
+      int8_t *o = out;
+      __asm__("" : "+r"(o)); /* one pointer and the stride, not four pointers kept on the stack */
+      o[0] = (int8_t)y0; o[stride] = (int8_t)y1;
+      o += 2 * stride;
+      o[0] = (int8_t)y2; o[stride] = (int8_t)y3;
     } else {
       out[0] = (int8_t)y0;
       if (n_pix > 1) out[stride] = (int8_t)y1;
@@ -162,9 +168,10 @@ static inline __attribute__((always_inline)) void aq_cm_matmul(const aq_cm_mm *m
   }
 }
 
-/* The common case (4 pixels, a bias, an activation range of [-128, 127] or the 4-bit [-8, 7])
- * gets its own copies of the loop: `common` 1 when the layer is `plain` (every channel
- * shifting right), with no per-channel check, 2 when some channel shifts left. */
+/* The common case (4 pixels, a bias) gets its own copies of the loop: `common` 1 when the layer
+ * is `plain` (every channel shifting right), with no per-channel check (per activation range:
+ * [-128, 127] or the 4-bit [-8, 7] by SSAT, any other by a clamp), 2 when some channel shifts
+ * left (ranges of SSAT only). */
 static inline __attribute__((always_inline)) void aq_cm_matmul_any(const aq_cm_mm *mm,
                                                                    const uint32_t *col,
                                                                    int8_t *out, int n_pix,
@@ -180,6 +187,11 @@ static inline __attribute__((always_inline)) void aq_cm_matmul_any(const aq_cm_m
       aq_cm_matmul(mm, col, out, 4, 2, 1, 4);
     else
       aq_cm_matmul(mm, col, out, 4, s4, 1, 4);
+  } else if (common == 1) {   /* any other activation range (sat 1: clamp to it) */
+    if (s4 && mm->s4_hi)
+      aq_cm_matmul(mm, col, out, 4, 2, 1, 1);
+    else
+      aq_cm_matmul(mm, col, out, 4, s4, 1, 1);
   } else if (common == 2 && mm->sat) {   /* one copy for both clamps: less code */
     if (s4 && mm->s4_hi)
       aq_cm_matmul(mm, col, out, 4, 2, 2, 0);
