@@ -19,6 +19,10 @@
  * (The last block of 1 or 2 rows holds one word a chunk, dispatch.py matvec_layout.) */
 #include "aq_cm_matvec.h"
 
+/* The loops are naked functions: their parameters arrive in r0-r3 and the stack, which the asm
+ * reads directly, so the compiler sees them unused. */
+#pragma GCC diagnostic ignored "-Wunused-parameter"
+
 /* Row a of weight word `w` (shifts 12, 8) or row b (4, 0) into `acc`: activations in lo
  * (x0, x2) and hi (x1, x3), the mask in r6, r11 scratch. */
 #define AQ_CM_MV4_HALF(w, s0, s1, lo, hi, acc)     \

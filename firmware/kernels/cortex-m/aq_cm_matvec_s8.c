@@ -18,6 +18,10 @@
  * bits (the MAC instructions keep the flags). */
 #include "aq_cm_matvec.h"
 
+/* The loops are naked functions: their parameters arrive in r0-r3 and the stack, which the asm
+ * reads directly, so the compiler sees them unused. */
+#pragma GCC diagnostic ignored "-Wunused-parameter"
+
 /* Row sum `acc` += weights of word `w` (x0 x1 x2 x3) . activations lo (x0, x2), hi (x1, x3);
  * `t` is a scratch register and `w` is destroyed. */
 #define AQ_CM_MV_ROW(w, t, lo, hi, acc)            \
