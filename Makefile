@@ -3,6 +3,9 @@
 VENV   := .venv
 STAMP  := $(VENV)/.aqedge-installed
 PYTHON ?= python3
+# Test processes (pytest-xdist): most tests wait on one QEMU, gcc or Python thread, so two share
+# two cores well; `make test TEST_JOBS=1` runs them in one process.
+TEST_JOBS ?= 2
 
 .PHONY: setup system venv test demo bench clean
 
@@ -21,7 +24,7 @@ $(STAMP): pyproject.toml
 	@touch $@
 
 test: setup
-	$(VENV)/bin/pytest -q
+	$(VENV)/bin/pytest -q -n $(TEST_JOBS)
 
 demo: setup
 	$(VENV)/bin/aqedge run --out build/demo

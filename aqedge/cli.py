@@ -21,8 +21,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 app = typer.Typer(
     help="aqedge: adaptive 4-bit QAT -> INT4 TFLite -> bit-exact firmware -> measured on the board.",
     no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
-console = Console()
-err_console = Console(stderr=True)
+# soft_wrap: a message is never broken inside a path when the terminal (or a log's 80 columns)
+# is narrower; tables still fit the width.
+console = Console(soft_wrap=True)
+err_console = Console(stderr=True, soft_wrap=True)
 
 
 def _board(name: str):
@@ -193,7 +195,8 @@ def quantize(model: Optional[Path] = typer.Argument(None, help="Float Keras mode
 def convert(model: Path = typer.Argument(..., help="A QAT model from `aqedge quantize`, or a float Keras model."),
             data: Optional[str] = typer.Option(None, "--data", "--dataset", "-d", help="Calibration data. " + DATA_HELP + " Default: the project's train data, else fashion-mnist."),
             rescale: Optional[str] = typer.Option(None, "--rescale", help=RESCALE_HELP),
-            out: Path = typer.Option(Path("model.tflite"), "-o", "--out", help="Where to write the .tflite.")) -> None:
+            out: Path = typer.Option(Path("model.tflite"), "-o", "--out", help="Where to write the .tflite."),
+            runtime: str = typer.Option("aqedge", "--runtime", help="aqedge (refuse ops the aqedge runtime lacks) or tflm (any op TensorFlow Lite Micro runs).")) -> None:
     """Convert a Keras model to a full-integer .tflite (INT4 weights for a 4-bit QAT model)."""
     from .convert import convert_keras
     from .atomic import save_atomic
@@ -202,12 +205,14 @@ def convert(model: Path = typer.Argument(..., help="A QAT model from `aqedge qua
     _writable(out, "-o")
     if out.suffix != ".tflite":
         raise AqError(f"-o {out}: a converted model is saved as .tflite")
+    if runtime not in ("aqedge", "tflm"):
+        raise AqError(f"unknown runtime '{runtime}': use aqedge or tflm")
     spec = _data(data, rescale, _project(), "train", "fashion-mnist")
     spec.kind  # noqa: B018
     keras_model = load_keras(model)
     x = read_data(spec, "train", keras_model, need_labels=False).x
     with console.status(f"converting {model}"):
-        tflite = convert_keras(keras_model, x)
+        tflite = convert_keras(keras_model, x, runtime)
     save_atomic(lambda tmp: tmp.write_bytes(tflite), out)
     console.print(f"wrote {out} ({out.stat().st_size:,} bytes)")
 
@@ -278,7 +283,7 @@ def build(board: Optional[str] = typer.Option(None, "--board", "-b", help="Board
     if train is not None and (data or model.suffix == ".keras"):
         train.kind  # noqa: B018  (a missing --data stops here)
     settings = project.quantize if project else QuantizeSettings()
-    tflite = prepare_tflite(model, out_dir.parent, train, settings, console, _progress)
+    tflite = prepare_tflite(model, out_dir.parent, train, settings, console, _progress, runtime)
     if runtime == "tflm":
         from .codegen.tflm import build_tflm
 

@@ -4,6 +4,7 @@ folded into the int8 input quantization, if any."""
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 from rich.console import Group
@@ -67,18 +68,24 @@ def inspect_table(info: dict) -> Group:
 
     def describe(index: int) -> str:
         t = tensors[index]
-        bits = f"{t['bits']}b" if t.get("bits") and t["type"] == "INT8" and not t["constant"] else ""
-        return f"{t['type'].lower()}{'·' + bits if bits and t['bits'] != 8 else ''}{list(t['shape'])}"
+        return f"{t['type'].lower()} {'×'.join(map(str, t['shape']))}"
+
+    def levels(index: int) -> str:
+        """The codes an activation can hold when they need fewer than 8 bits (after the clamps
+        of a 4-, 3- or 2-bit activation quantizer), else nothing."""
+        t = tensors[index]
+        return str(t["levels"]) if t.get("value_bits", 8) < 8 else ""
 
     variants = {k["op"]: k["variant"] for k in info.get("kernels") or []}
     ops = Table(title=f"{info['model']}: {len(info['ops'])} ops", header_style="bold")
-    for col in ("#", "op", "input", "weights", "output", "kernel variant"):
+    for col in ("#", "op", "input", "weights", "output", "levels", "kernel variant"):
         ops.add_column(col)
     for op in info["ops"]:
         ins = [i for i in op["inputs"] if i >= 0]
         weights = f"{op['weight_type'].lower()} {op['weight_bytes']:,} B" if "weight_type" in op else ""
         ops.add_row(str(op["index"]), f"{op['op']} v{op['version']}", describe(ins[0]) if ins else "",
-                    weights, ", ".join(describe(o) for o in op["outputs"]), variants.get(op["index"], ""))
+                    weights, ", ".join(describe(o) for o in op["outputs"]),
+                    ", ".join(levels(o) for o in op["outputs"]), variants.get(op["index"], ""))
     summary = Table(show_header=False)
     summary.add_column("what")
     summary.add_column("value", justify="right")
@@ -86,6 +93,10 @@ def inspect_table(info: dict) -> Group:
     summary.add_row("weight bytes (filters + biases)", f"{info['weight_bytes']:,}")
     summary.add_row("  INT4 packed / int8 filters / int32 biases",
                     f"{info['int4_weight_bytes']:,} / {info['int8_weight_bytes']:,} / {info['bias_bytes']:,}")
+    low = Counter(t["levels"] for t in tensors if t.get("value_bits", 8) < 8)
+    if low:
+        summary.add_row("low-bit activation tensors (count × levels)",
+                        ", ".join(f"{low[n]} × {n}" for n in sorted(low, reverse=True)))
     summary.add_row("MACs per inference", "—" if info["macs"] is None else f"{info['macs']:,}")
     summary.add_row("aqedge arena bytes", "—" if info["aqedge_arena_bytes"] is None else f"{info['aqedge_arena_bytes']:,}")
     summary.add_row("TFLite Micro arena bytes", "—" if info["tflm_arena_bytes"] is None else f"{info['tflm_arena_bytes']:,}")

@@ -192,10 +192,11 @@ def _record(out: Path, stamp: dict) -> None:
 
 
 def prepare_tflite(model_path: Path, out_dir: Path, train: DataSpec | None, q: QuantizeSettings,
-                   console: Console, make_progress: Callable[[], Progress]) -> Path:
+                   console: Console, make_progress: Callable[[], Progress],
+                   runtime: str = "aqedge") -> Path:
     """The .tflite to build from `model_path`: itself, or out_dir/model.tflite made by quantize
-    (a float .keras, on `train`) and convert, each redone only when its input or settings
-    changed since it was made (out_dir/stages.json)."""
+    (a float .keras, on `train`) and convert (for `runtime`: see `convert_keras`), each redone
+    only when its input or settings changed since it was made (out_dir/stages.json)."""
     model_path = Path(model_path)
     if model_path.suffix == ".tflite":
         if not model_path.is_file():
@@ -214,7 +215,7 @@ def prepare_tflite(model_path: Path, out_dir: Path, train: DataSpec | None, q: Q
     model = model if model is not None else load_keras(qat_path)
     rep = None if train is None else read_data(train, "train", model, need_labels=False).x[:512]
     with console.status(f"convert: {qat_path} → INT4 weights, int8 activations"):
-        data = convert_keras(model, rep)
+        data = convert_keras(model, rep, runtime)
     save_atomic(lambda tmp: tmp.write_bytes(data), tflite_path)
     _record(tflite_path, stamp)
     console.print(f"convert: wrote {tflite_path} ({len(data):,} bytes)")

@@ -81,16 +81,39 @@ def quantize_and_finetune(float_model, x, y, epochs: int, lr: float = 5e-4, seed
     return fit(qat, x, targets, epochs, lr=lr, seed=seed, callbacks=callbacks, verbose=verbose)
 
 
-def with_batch_size(model, batch_size: int | None = 1):
-    """A copy of a Functional `model` whose input has a fixed batch (1 for TFLite export)."""
+def with_batch_size(model, batch_size: int | None = 1, clone_function=None):
+    """A copy of a Functional `model` whose input has a fixed batch (1 for TFLite export);
+    `clone_function(layer)` makes each layer's copy (Keras' default: from its config)."""
     import keras
 
     src = model.inputs[0]
     inp = keras.Input(shape=tuple(src.shape[1:]), batch_size=batch_size, name=src.name)
     structured = isinstance(model.input, (list, tuple))
-    clone = keras.models.clone_model(model, input_tensors=[inp] if structured else inp)
+    clone = keras.models.clone_model(model, input_tensors=[inp] if structured else inp,
+                                     clone_function=clone_function)
     clone.set_weights(model.get_weights())
     for layer in clone.layers:   # an adapted Normalization caches its mean from its weights
         if hasattr(layer, "finalize_state"):
             layer.finalize_state()
     return clone
+
+
+def export_copy(model):
+    """`with_batch_size(model, 1)` for the TFLite converter, every nearest-neighbour
+    UpSampling2D replaced by the Resizing layer that computes the same: Keras 3 repeats rows and
+    columns with TILE ops, which TensorFlow Lite Micro lacks, while Resizing converts to one
+    RESIZE_NEAREST_NEIGHBOR (half-pixel centres: output o reads input floor((o + 0.5) / f) =
+    o // f for an integer factor f, exactly the repeat)."""
+    import keras
+
+    def copy(layer):
+        if isinstance(layer, keras.layers.UpSampling2D) and layer.interpolation == "nearest" \
+                and layer.data_format == "channels_last":
+            _, h, w, _ = layer.input.shape
+            fh, fw = layer.size
+            return keras.layers.Resizing(h * fh, w * fw, interpolation="nearest", name=layer.name)
+        if isinstance(layer, keras.layers.Lambda):   # the caller's own live function, not a file
+            return keras.layers.Lambda.from_config(layer.get_config(), safe_mode=False)
+        return layer.__class__.from_config(layer.get_config())
+
+    return with_batch_size(model, 1, clone_function=copy)

@@ -1,16 +1,19 @@
-"""Accuracy benchmark: FP32 / PTQ INT8 / PTQ W4A8 / LSQ W4A4 / adaptive W4A4, measured on .tflite.
+"""Accuracy benchmark: FP32 / PTQ INT8 / PTQ W4A8 / LSQ and adaptive QAT at W4A4 (or A3, A2), on .tflite.
 
     .venv/bin/python bench/accuracy.py                       # the full run (hours on 2 cores)
     .venv/bin/python bench/accuracy.py --datasets fashion-mnist --archs swish_mbv2 --qat-lr 2e-3
                                        # then this: the published Fashion-MNIST Swish rows
+    .venv/bin/python bench/accuracy.py --datasets fashion-mnist --archs swish_mbv2 --qat-lr 2e-3 \\
+        --variants lsq adaptive --activation-bits 4 3 2   # the method against LSQ by bit width
     .venv/bin/python bench/accuracy.py --archs swish_mbv2 --width 2.5 --datasets fashion-mnist \\
         --qat-lr 2e-3      # and the x2.5 Swish rows (MNIST: --datasets mnist, default rate)
     .venv/bin/python bench/accuracy.py --datasets fashion-mnist --archs relu_cnn --seeds 0 \\
         --float-epochs 1 --qat-epochs 1 --train-samples 6000 --out-dir /tmp/acc   # smoke run
 
 Per (dataset, arch, seed): a float model is trained `--float-epochs`; the QAT rows quantize it
-and fine-tune `--qat-epochs` at `--qat-lr` (same budget, learning rate and seed for LSQ and
-adaptive); the FP32 row is that float model trained `--qat-epochs` more at `--qat-lr` (the whole
+(4-bit weights, `--activation-bits` activations: one LSQ and one adaptive row per width, named
+`lsq_w4a3`, `adaptive_w4a3`, ...) and fine-tune `--qat-epochs` at `--qat-lr` (same budget,
+learning rate and seed for LSQ and adaptive; the table gives the adaptive rows' lead over LSQ); the FP32 row is that float model trained `--qat-epochs` more at `--qat-lr` (the whole
 budget), and the PTQ rows quantize the FP32 model without training. `--distill W` fine-tunes
 both QAT rows on soft targets that put weight W on the float model's predictions. Every accuracy
 is measured by the TFLite Micro reference interpreter running the converted `.tflite` on the test
@@ -43,11 +46,28 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-VARIANTS = ("fp32", "ptq_int8", "ptq_w4a8", "lsq_w4a4", "adaptive_w4a4")
+BASELINES = ("fp32", "ptq_int8", "ptq_w4a8")
+QAT_SHIFT = {"lsq": False, "adaptive": True}       # QAT method -> learned shift
+VARIANTS = BASELINES + tuple(QAT_SHIFT)              # what --variants picks
 ARCHS = ("relu_cnn", "swish_mbv2")
 LABELS = {"fp32": "FP32", "ptq_int8": "PTQ INT8", "ptq_w4a8": "PTQ W4A8",
-          "lsq_w4a4": "QAT W4A4 LSQ (learned scale, no shift)",
-          "adaptive_w4a4": "QAT W4A4 adaptive (learned scale + shift)"}
+          "lsq": "QAT W4A{bits} LSQ (learned scale, no shift)",
+          "adaptive": "QAT W4A{bits} adaptive (learned scale + shift)"}
+
+
+def qat_variant(method: str, bits: int) -> str:
+    """The row name of a QAT method at an activation bit width: `adaptive_w4a3`."""
+    return f"{method}_w4a{bits}"
+
+
+def row_order(rows) -> list[tuple[str, str, int | None]]:
+    """(variant, label, activation bits) of the variants in `rows`, in table order: the
+    baselines, then LSQ and adaptive from the widest activations to the narrowest."""
+    bits = sorted({r.get("activation_bits", 4) for r in rows if r["variant"] not in BASELINES},
+                  reverse=True)
+    order = [(v, LABELS[v], None) for v in BASELINES]
+    order += [(qat_variant(m, b), LABELS[m].format(bits=b), b) for b in bits for m in QAT_SHIFT]
+    return [o for o in order if any(r["variant"] == o[0] for r in rows)]
 
 
 def swish_mbv2(width: float = 1.0):
@@ -119,6 +139,7 @@ def run_one(dataset, arch, seed, args, log):
     import tensorflow as tf
 
     from aqedge import datasets
+    from aqedge.atomic import save_atomic
     from aqedge.convert import convert_int8, convert_qat, inspect_tflite
     from aqedge.qat import calibrate, quantize_model
     from aqedge.train import fit, quantize_and_finetune, with_batch_size
@@ -139,11 +160,16 @@ def run_one(dataset, arch, seed, args, log):
     build = {"relu_cnn": relu_cnn, "swish_mbv2": lambda: swish_mbv2(width)}[arch]
     rows = []
 
-    def record(variant, buf, distill=None):
+    def record(variant, buf, distill=None, activation_bits=None):
         acc = tflite_accuracy(buf, xt, yt)
+        if args.keep_tflite:
+            w = f"_x{width:g}" if width != 1.0 else ""
+            save_atomic(lambda tmp: tmp.write_bytes(buf),
+                        args.keep_tflite / f"{dataset}_{arch}{w}_{variant}_seed{seed}.tflite")
         info = inspect_tflite(buf)
         wb = info["weight_bytes"]
         rows.append(dict(dataset=dataset, arch=arch, variant=variant, seed=seed,
+                         activation_bits=activation_bits,
                          accuracy=acc, weight_bytes=wb, bias_bytes=info["bias_bytes"],
                          width=width, parameters=parameters,
                          float_epochs=args.float_epochs,
@@ -163,18 +189,17 @@ def run_one(dataset, arch, seed, args, log):
     qkw = dict(first_last_bits=args.first_last_bits)
     want = set(args.variants)
 
-    if want & {"lsq_w4a4", "adaptive_w4a4"}:
-        for variant, shift in (("adaptive_w4a4", True), ("lsq_w4a4", False)):
-            if variant not in want:
-                continue
-            t1 = time.time()
+    for bits in args.activation_bits:
+        for method in (m for m in QAT_SHIFT if m in want):
+            variant, t1 = qat_variant(method, bits), time.time()
             qat = quantize_and_finetune(base, x, y, args.qat_epochs, lr=args.qat_lr, seed=seed,
                                         calibration_samples=args.calibration_samples,
-                                        shift=shift, distill=args.distill, **qkw)
+                                        shift=QAT_SHIFT[method], distill=args.distill,
+                                        activation_bits=bits, **qkw)
             log(f"  {variant} fine-tuning {args.qat_epochs} epochs: {time.time() - t1:.0f} s")
-            record(variant, convert_qat(qat, rep), distill=args.distill)
+            record(variant, convert_qat(qat, rep), distill=args.distill, activation_bits=bits)
 
-    if want & {"fp32", "ptq_int8", "ptq_w4a8"}:
+    if want & set(BASELINES):
         fp32 = with_batch_size(base, None)       # a copy: base stays the QAT starting point
         fit(fp32, x, y, args.qat_epochs, lr=args.qat_lr, seed=seed)   # the whole budget
         export = with_batch_size(fp32, 1)
@@ -202,19 +227,39 @@ def markdown(rows) -> str:
         if sel[0].get("parameters"):
             title += f" ({sel[0]['parameters']:,} parameters)"
         lines += [f"### {title}", "", budget(sel), "",
-                  "| variant | accuracy (%) | seeds | weight bytes (filters + biases) "
-                  "| filter bytes |", "|---|---:|---:|---:|---:|"]
-        for v in VARIANTS:
-            vs = [r for r in sel if r["variant"] == v]
-            if not vs:
-                continue
-            acc = np.array([r["accuracy"] for r in vs]) * 100
+                  "| variant | accuracy (%) | seeds | lead over LSQ (pp) | lead / larger std "
+                  "| weight bytes (filters + biases) | filter bytes |",
+                  "|---|---:|---:|---:|---:|---:|---:|"]
+        for variant, label, bits in row_order(sel):
+            acc = percent(sel, variant)
             txt = f"{acc.mean():.2f} ± {acc.std():.2f}" if len(acc) > 1 else f"{acc[0]:.2f}"
-            wb = vs[0]["weight_bytes"]
-            filters = f"{wb - vs[0]['bias_bytes']:,}" if "bias_bytes" in vs[0] else "—"
-            lines.append(f"| {LABELS[v]} | {txt} | {len(vs)} | {wb:,} | {filters} |")
-        lines.append("")
+            lead, ratio = lead_over_lsq(sel, variant, bits)
+            first = next(r for r in sel if r["variant"] == variant)
+            wb = first["weight_bytes"]
+            filters = f"{wb - first['bias_bytes']:,}" if "bias_bytes" in first else "—"
+            lines.append(f"| {label} | {txt} | {len(acc)} | {lead} | {ratio} | {wb:,} "
+                         f"| {filters} |")
+        lines += ["", "Lead: the adaptive row's mean minus the LSQ row's at the same activation "
+                      "bits, in percentage points; lead / larger std divides it by the larger of "
+                      "the two rows' standard deviations over seeds (> 2: the lead is outside "
+                      "twice the seed spread).", ""]
     return "\n".join(lines)
+
+
+def percent(rows, variant) -> np.ndarray:
+    return np.array([r["accuracy"] for r in rows if r["variant"] == variant]) * 100
+
+
+def lead_over_lsq(rows, variant, bits) -> tuple[str, str]:
+    """("+1.25 ± 0.30", "4.2") for an adaptive row with its LSQ twin in `rows`, else blanks."""
+    if variant != qat_variant("adaptive", bits) or bits is None:
+        return "", ""
+    ours, theirs = percent(rows, variant), percent(rows, qat_variant("lsq", bits))
+    if not len(theirs):
+        return "", ""
+    lead, spread = ours.mean() - theirs.mean(), max(ours.std(), theirs.std())
+    ratio = f"{lead / spread:.1f}" if spread > 0 else "—"
+    return f"{lead:+.2f} ± {spread:.2f}", ratio
 
 
 def budget(rows) -> str:
@@ -251,7 +296,10 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--datasets", nargs="+", default=["fashion-mnist", "mnist"])
     p.add_argument("--archs", nargs="+", default=list(ARCHS), choices=ARCHS)
-    p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
+    p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS,
+                   help="baselines and QAT methods (lsq, adaptive: one row per --activation-bits)")
+    p.add_argument("--activation-bits", nargs="+", type=int, default=[4], metavar="BITS",
+                   help="activation bit widths of the QAT rows (2-8; weights stay 4-bit)")
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--width", type=float, default=1.0,
                    help="channel multiplier of the swish_mbv2 network (relu_cnn is the demo's "
@@ -273,9 +321,16 @@ def main(argv=None):
                    help="TensorFlow threads per op and between ops (0 = TensorFlow's default); "
                         "1 suits several runs in parallel")
     p.add_argument("--out-dir", type=Path, default=Path(__file__).resolve().parent / "results")
+    p.add_argument("--keep-tflite", type=Path, metavar="DIR",
+                   help="also write every measured .tflite to DIR (for bench/device_accuracy.py)")
     p.add_argument("--merge", nargs="+", type=Path, default=[], metavar="DIR",
                    help="only merge the accuracy.json of these directories into --out-dir")
     args = p.parse_args(argv)
+    from aqedge.config import MAX_BITS, MIN_BITS
+
+    bad = [b for b in args.activation_bits if not MIN_BITS <= b <= MAX_BITS]
+    if bad:
+        p.error(f"--activation-bits {bad[0]}: choose a bit width between {MIN_BITS} and {MAX_BITS}")
 
     if args.threads:
         import tensorflow as tf
@@ -283,6 +338,8 @@ def main(argv=None):
         tf.config.threading.set_intra_op_parallelism_threads(args.threads)
         tf.config.threading.set_inter_op_parallelism_threads(args.threads)
     args.out_dir.mkdir(parents=True, exist_ok=True)
+    if args.keep_tflite:
+        args.keep_tflite.mkdir(parents=True, exist_ok=True)
     jpath, mpath = args.out_dir / "accuracy.json", args.out_dir / "accuracy.md"
     rows = json.loads(jpath.read_text()) if jpath.exists() else []
 

@@ -157,25 +157,26 @@ def convert(recipe: dict) -> bytes:
     """The recipe's model as a full-integer `.tflite` (see the module docstring's variants)."""
     from aqedge.convert import convert_keras
     from aqedge.qat import calibrate, quantize_model
-    from aqedge.train import quantize_and_finetune, with_batch_size
+    from aqedge.train import quantize_and_finetune
 
     model = float_model(recipe)
     rep = representative(recipe)
     set_bn_statistics(model, rep)
     quant = recipe["quant"]
     if quant == "int8":
-        return convert_keras(with_batch_size(model, 1), rep)   # convert_int8, quietly
+        # runtime="tflm": convert whatever TFLite Micro runs; the build says what aqedge runs
+        return convert_keras(model, rep, runtime="tflm")   # convert_int8, quietly
     if quant == "w4a8":
         qat = quantize_model(model, weight_bits=4, activation_bits=8, first_last_bits=8)
         calibrate(qat, rep, batches=1, batch_size=len(rep))
-        return convert_keras(qat, rep)
+        return convert_keras(qat, rep, runtime="tflm")
     if quant == "w4a4":
         x = representative(recipe, 2 * REP_SAMPLES)
         y = np.random.default_rng(recipe["seed"]).integers(0, recipe["classes"], len(x))
         qat = quantize_and_finetune(model, x, y, QAT_EPOCHS, seed=recipe["seed"],
                                     calibration_samples=len(rep),
                                     weight_bits=4, activation_bits=4, first_last_bits=8)
-        return convert_keras(qat, rep)
+        return convert_keras(qat, rep, runtime="tflm")
     raise ValueError(f"unknown quantization {quant!r}")
 
 

@@ -92,3 +92,45 @@ def test_damaged_build_json_is_one_line(tmp_path):
                       "build.json is damaged", "rebuild")
     (tmp_path / "build.json").write_text('{"board": "qemu-stm32f405"}')
     assert_user_error(aqedge("flash", "--board", "stm32", str(tmp_path)), "build.json is damaged")
+
+
+def _free_batch_model(activation: str, path):
+    """Conv2D -> Activation -> Flatten -> Dense on an input without a fixed batch."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8, 8, 1))
+    x = keras.layers.Conv2D(4, 3)(inputs)
+    x = keras.layers.Activation(activation, name="squash")(x)
+    x = keras.layers.Dense(3)(keras.layers.Flatten()(x))
+    keras.Model(inputs, x).save(path)
+
+
+def test_convert_exports_batch_one_and_refuses_ops_the_runtime_lacks(tmp_path):
+    """A free batch still converts to a RESHAPE (no SHAPE / STRIDED_SLICE / PACK), and an op the
+    aqedge runtime lacks is refused at convert time, naming the op and the layer's tensor; with
+    --runtime tflm it is written for TensorFlow Lite Micro."""
+    import numpy as np
+
+    from aqedge.convert import inspect_tflite
+
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "d.npz", x_train=rng.random((40, 8, 8, 1), dtype=np.float32),
+             y_train=rng.integers(0, 3, 40))
+    data = ["--data", str(tmp_path / "d.npz")]
+    _free_batch_model("relu", tmp_path / "relu.keras")
+    ok = aqedge("convert", str(tmp_path / "relu.keras"), *data, "-o", str(tmp_path / "relu.tflite"))
+    assert ok.returncode == 0, ok.stderr
+    info = inspect_tflite((tmp_path / "relu.tflite").read_bytes())
+    ops = {op["op"] for op in info["ops"]}
+    assert "RESHAPE" in ops and not ops & {"SHAPE", "STRIDED_SLICE", "PACK"}, ops
+    assert info["tensors"][info["inputs"][0]]["shape"][0] == 1
+
+    _free_batch_model("tanh", tmp_path / "tanh.keras")
+    out = tmp_path / "tanh.tflite"
+    assert_user_error(aqedge("convert", str(tmp_path / "tanh.keras"), *data, "-o", str(out)),
+                      "TANH", "squash", "--runtime tflm")
+    assert not out.exists()
+    tflm = aqedge("convert", str(tmp_path / "tanh.keras"), *data, "-o", str(out), "--runtime", "tflm")
+    assert tflm.returncode == 0, tflm.stderr
+    assert "TANH" in {op["op"] for op in inspect_tflite(out.read_bytes())["ops"]}

@@ -95,6 +95,40 @@ def test_w4a4_through_the_cli_on_emulated_stm32(tmp_path):
     assert m["accuracy"] == m["reference_accuracy"] > 0.5
 
 
+def test_three_and_two_bit_activations_through_the_cli_on_emulated_stm32(tmp_path):
+    """Below 4 bits: `--activation-bits 3` with the second conv at 2 bits (`--layer-bits`):
+    the converter's clamps hold 8 and 4 codes, `inspect` shows each tensor's level count, the
+    firmware folds the clamps like at 4 bits and the device equals TFLite Micro."""
+    from aqedge import datasets, example
+    from aqedge.convert import inspect_tflite
+
+    x, y = datasets.load("fashion-mnist", "train")
+    float_model = example.train_float(x[:2000], y[:2000], epochs=1, seed=0)
+    float_model.save(tmp_path / "float.keras")
+    second_conv = [lay.name for lay in float_model.layers if "Conv2D" in type(lay).__name__][1]
+
+    def cli(*args):
+        result = subprocess.run([sys.executable, "-m", "aqedge.cli", *map(str, args)],
+                                capture_output=True, text=True, cwd=tmp_path)
+        assert result.returncode == 0, result.stderr[-3000:]
+        return result.stdout
+
+    cli("quantize", "float.keras", "--epochs", "1", "--limit", "1000", "--activation-bits", "3",
+        "--layer-bits", f"{second_conv}=2", "-o", "qat.keras")
+    cli("convert", "qat.keras", "-o", "a3.tflite")
+    info = inspect_tflite((tmp_path / "a3.tflite").read_bytes())
+    levels = {t["name"]: t["levels"] for t in info["tensors"] if t.get("value_bits", 8) < 8}
+    assert sorted(levels.values()) == [4, 4, 4, 8, 8], levels   # 4: second conv, pooled, flattened
+    shown = cli("inspect", "a3.tflite")
+    assert "low-bit activation tensors (count × levels)" in shown and "2 × 8, 3 × 4" in shown
+    cli("build", "--board", "stm32", "--model", "a3.tflite", "-o", "fw")
+    assert "folded into the producer's output clamp" in (tmp_path / "fw" / "model.c").read_text()
+    cli("measure", "--board", "stm32", "fw", "--samples", "50", "-o", "metrics.json")
+    m = json.loads((tmp_path / "metrics.json").read_text())
+    assert m["device_matches_reference"] == 1.0 and m["samples"] == 50
+    assert m["accuracy"] == m["reference_accuracy"] > 0.3
+
+
 def test_float_interface_model_on_emulated_stm32(float_interface_model, tmp_path):
     """float32 in and out (QUANTIZE / DEQUANTIZE at the edges): the device's float outputs are
     byte-identical to TFLite Micro's."""

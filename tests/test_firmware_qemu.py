@@ -65,10 +65,11 @@ def device(board: Board, image: FirmwareImage) -> Iterator[tuple[EmulatedBoard, 
         yield emu, link, info
 
 
-def _drain(link: DeviceLink, quiet: float = 0.3, limit: float = 20.0,
+def _drain(link: DeviceLink, quiet: float = 0.3, limit: float = 90.0,
            expect: int = 0) -> list[p.Frame]:
     """Read frames until at least `expect` arrived and the device has been silent for `quiet`
-    seconds (a loaded machine may take longer than `quiet` to emulate the first answer)."""
+    seconds (a loaded machine may take longer than `quiet` to emulate the first answer, and
+    tens of seconds to answer a few hundred malformed frames one by one)."""
     frames: list[p.Frame] = []
     end = time.monotonic() + limit
     while time.monotonic() < end:

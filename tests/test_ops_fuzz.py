@@ -520,6 +520,20 @@ def b_squeeze_expand(m, x, spec, rng):
     return y, f"expand_dims axis {axis}, squeeze"
 
 
+def b_resize_nearest(m, x, spec, rng):
+    """Up, down and odd factors, each of TFLite's align_corners / half_pixel_centers modes."""
+    h, w, c = spec.shape[1:]
+    out_h, out_w = (max(1, int(round(d * rng.choice([0.5, 0.75, 1.0, 1.5, 2.0, 3.0]))))
+                    + int(rng.integers(0, 2)) for d in (h, w))
+    align, half = [(False, False), (True, False), (False, True)][int(rng.integers(0, 3))]
+    size = m.tensor((2,), "int32", data=np.array([out_h, out_w], np.int32))
+    y = m.tensor((1, out_h, out_w, c), "int8", spec.scale, spec.zero_point)
+    m.op("RESIZE_NEAREST_NEIGHBOR", [x, size], [y],
+         m.options("ResizeNearestNeighborOptionsT", alignCorners=align, halfPixelCenters=half),
+         "ResizeNearestNeighborOptions")
+    return y, f"resize nearest {h}x{w} -> {out_h}x{out_w} align {align} half {half}"
+
+
 BUILDERS = {
     "CONV_2D": b_conv, "DEPTHWISE_CONV_2D": b_depthwise, "FULLY_CONNECTED": b_fully_connected,
     "CONV_2D_INT4": lambda m, x, spec, rng: b_conv(m, x, spec, rng, int4=True),
@@ -530,6 +544,7 @@ BUILDERS = {
     "SOFTMAX": b_softmax, "MEAN": b_mean, "PAD": b_pad, "CONCATENATION": b_concatenation,
     "LOGISTIC": b_logistic, "HARD_SWISH": b_hard_swish, "SWISH": b_swish, "QUANTIZE": b_quantize,
     "SQUEEZE_EXPAND_DIMS": b_squeeze_expand, "LEAKY_RELU": b_leaky_relu,
+    "RESIZE_NEAREST_NEIGHBOR": b_resize_nearest,
 }
 FLOAT_EDGES = "QUANTIZE_DEQUANTIZE_FLOAT_EDGES"
 OPS = list(BUILDERS) + [FLOAT_EDGES]
@@ -736,6 +751,9 @@ def _keras_branches(op: str, rng, shape):
                                               (int(rng.integers(0, 3)), int(rng.integers(0, 3)))))],
         "LOGISTIC": lambda: [layers.Activation("sigmoid")],
         "HARD_SWISH": lambda: [layers.Activation("hard_swish")],
+        # exported as RESIZE_NEAREST_NEIGHBOR by aqedge.train.export_copy
+        "RESIZE_NEAREST_NEIGHBOR": lambda: [layers.UpSampling2D((int(rng.integers(1, 4)),
+                                                                 int(rng.integers(1, 4))))],
         "MUL": lambda: [const_layer(lambda t, w=w: t * keras.ops.convert_to_tensor(w))],
         "ADD": lambda: [const_layer(lambda t, w=w: t + keras.ops.convert_to_tensor(w))],
         # every converter model ends in a CONCATENATION of its branches
@@ -745,7 +763,8 @@ def _keras_branches(op: str, rng, shape):
 
 
 CONVERTER_OPS = ["CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "ADD", "MUL", "AVERAGE_POOL_2D",
-                 "MAX_POOL_2D", "SOFTMAX", "MEAN", "PAD", "CONCATENATION", "LOGISTIC", "HARD_SWISH"]
+                 "MAX_POOL_2D", "SOFTMAX", "MEAN", "PAD", "CONCATENATION", "LOGISTIC", "HARD_SWISH",
+                 "RESIZE_NEAREST_NEIGHBOR"]
 
 
 def converter_model(op: str, seed: int, branches: int = 3) -> tuple[bytes, tuple[int, ...]]:

@@ -223,18 +223,23 @@ def test_save_load_round_trip(trained, fashion, tmp_path):
     np.testing.assert_array_equal(back(xt, training=True).numpy(), qat(xt, training=True).numpy())
 
 
-def test_swish_depthwise_residual_net_converts_and_matches(tmp_path):
+@pytest.mark.parametrize("bits", [4, 3, 2])
+def test_swish_depthwise_residual_net_converts_and_matches(bits, tmp_path):
     """INT4 DEPTHWISE_CONV_2D, Swish (LOGISTIC+MUL), HARD_SWISH, ADD and MEAN (global average
-    pooling): Keras, TFLite Micro and aqedge's generated C (compiled for the host) give the
-    same codes. The 4-bit clamp after HARD_SWISH (MAXIMUM / MINIMUM, which HARD_SWISH cannot
-    fuse) is folded into the hard-swish kernel's output clamp."""
+    pooling) with 4-, 3- and 2-bit activations: Keras, TFLite Micro and aqedge's generated C
+    (compiled for the host) give the same codes, and every activation tensor after a quantizer
+    holds 2**bits codes (none fewer). The low-bit clamp after HARD_SWISH (MAXIMUM / MINIMUM, which
+    HARD_SWISH cannot fuse) is folded into the hard-swish kernel's output clamp."""
     from aqedge.codegen.host import build_host, run_host
     keras.utils.set_random_seed(0)
     rep = np.random.default_rng(0).random((64, 12, 12, 1), dtype=np.float32)
     for shift in (True, False):
-        qat = quantize_model(swish_block_net(), calibration_data=rep, shift=shift)
+        qat = quantize_model(swish_block_net(), calibration_data=rep, shift=shift,
+                             activation_bits=bits)
         buf = convert_qat(qat, rep)
         info = inspect_tflite(buf)
+        levels = [t["levels"] for t in info["tensors"] if "levels" in t]
+        assert levels.count(2 ** bits) >= 4 and min(levels) == 2 ** bits, sorted(levels)
         ops = {op["op"] for op in info["ops"]}
         assert {"DEPTHWISE_CONV_2D", "LOGISTIC", "HARD_SWISH", "ADD", "MEAN"} <= ops
         dw = [op for op in info["ops"] if op["op"] == "DEPTHWISE_CONV_2D"][0]
@@ -242,7 +247,7 @@ def test_swish_depthwise_residual_net_converts_and_matches(tmp_path):
         tflm = _run(buf, rep, "tflm")
         np.testing.assert_array_equal(tflm, _codes(info, "outputs", qat.predict(rep, verbose=0)))
         assert {"MAXIMUM", "MINIMUM"} <= ops
-        path = tmp_path / f"swish_shift_{shift}.tflite"
+        path = tmp_path / f"swish_a{bits}_shift_{shift}.tflite"
         path.write_bytes(buf)
         graph, _, runner = build_host(path, tmp_path / f"host_shift_{shift}")
         assert "aq_clamp_s8(" not in (tmp_path / f"host_shift_{shift}" / "model.c").read_text()
@@ -334,6 +339,40 @@ def test_concatenation_of_relu_branches_converts_and_matches():
         assert out["scale"][0] == pytest.approx(s, rel=1e-6) and out["zero_point"][0] == zp
         np.testing.assert_array_equal(_run(buf, rep, "tflm"),
                                       _codes(info, "outputs", qat.predict(rep, verbose=0)))
+
+
+def test_upsampling_decoder_converts_to_resize_nearest_and_matches(tmp_path):
+    """An encoder-decoder with nearest UpSampling2D (2x2 and 3x1) and a skip Add: quantized as a
+    pass-through, exported as RESIZE_NEAREST_NEIGHBOR (not TILE, which TFLite Micro lacks), and
+    Keras, TFLite Micro and the generated C give the same codes; bilinear is refused by name."""
+    from aqedge.codegen.host import build_host, run_host
+
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((12, 12, 1))
+    skip = L.Conv2D(6, 3, padding="same", activation="relu6")(inp)
+    h = L.Conv2D(6, 3, strides=(2, 4), padding="same", activation="swish")(skip)
+    h = L.UpSampling2D((2, 4), name="up")(h)
+    h = L.Add()([skip, h])
+    h = L.UpSampling2D((3, 1))(L.MaxPooling2D(3)(h))
+    model = keras.Model(inp, L.Conv2D(2, 1)(h))
+    rep = np.random.default_rng(0).random((32, 12, 12, 1), dtype=np.float32)
+    qat = quantize_model(model, calibration_data=rep)
+    buf = convert_qat(qat, rep)
+    info = inspect_tflite(buf)
+    ops = [op["op"] for op in info["ops"]]
+    assert ops.count("RESIZE_NEAREST_NEIGHBOR") == 2 and "TILE" not in ops, ops
+    tflm = _run(buf, rep, "tflm")
+    np.testing.assert_array_equal(tflm, _codes(info, "outputs", qat.predict(rep, verbose=0)))
+    path = tmp_path / "up.tflite"
+    path.write_bytes(buf)
+    graph, _, runner = build_host(path, tmp_path / "host")
+    xin = np.clip(_codes(info, "inputs", rep), -128, 127).astype(np.int8)
+    ours = run_host(runner, xin, graph.tensors[graph.outputs[0]].nbytes)
+    np.testing.assert_array_equal(ours, tflm.reshape(len(rep), -1))
+
+    bilinear = keras.Model(inp, L.UpSampling2D(2, interpolation="bilinear", name="smooth")(skip))
+    with pytest.raises(AqError, match="'smooth'.*only interpolation='nearest'"):
+        quantize_model(bilinear)
 
 
 @pytest.mark.parametrize("shift", [True, False])

@@ -32,4 +32,14 @@ def test_litert_answers_when_tflite_micro_cannot(int8_model, monkeypatch):
     oracle = reference_for(data, say=notes.append)
     assert isinstance(oracle, LiteRtReference) and oracle.name == "litert"
     assert "SIGABRT" in notes[0] and "LiteRT" in notes[0]
-    np.testing.assert_array_equal(oracle.run_many(xs), tflm)
+    ours = oracle.run_many(xs)
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    it = Interpreter(model_content=data, experimental_op_resolver_type=OpResolverType.BUILTIN_REF)
+    it.allocate_tensors()
+    for x, row in zip(xs, ours):
+        it.set_tensor(it.get_input_details()[0]["index"], x[None])
+        it.invoke()
+        np.testing.assert_array_equal(row, it.get_tensor(it.get_output_details()[0]["index"])[0])
+    # LiteRT's reference SOFTMAX is not TFLite Micro's bit for bit: a code or two apart
+    assert np.abs(ours.astype(int) - tflm).max() <= 2

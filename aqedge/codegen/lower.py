@@ -538,6 +538,53 @@ def _pad(graph: Graph, op: Op, p: str) -> KernelCall:
                       comment=f"pad {list(x.shape)} -> {list(y.shape)} with {value}")
 
 
+def nearest_neighbor_map(in_size: int, out_size: int, align_corners: bool,
+                         half_pixel_centers: bool) -> np.ndarray:
+    """The input index of every output index along one axis, as TFLite's GetNearestNeighbor
+    computes it: in float32, floor (or round half away from zero with align_corners), clamped
+    to the input."""
+    f32 = np.float32
+    scale = (f32(in_size - 1) / f32(out_size - 1) if align_corners and out_size > 1
+             else f32(in_size) / f32(out_size))
+    pos = (np.arange(out_size).astype(f32) + f32(0.5 if half_pixel_centers else 0.0)) * scale
+    pos = pos.astype(f32).astype(np.float64)   # >= 0; float64 holds it and its halves exactly
+    down = np.floor(pos)
+    index = np.where(pos - down >= 0.5, down + 1, down) if align_corners else down  # std::round
+    index = np.minimum(index.astype(np.int64), in_size - 1)
+    return np.maximum(index, 0) if half_pixel_centers else index
+
+
+def _resize_nearest(graph: Graph, op: Op, p: str) -> KernelCall:
+    """RESIZE_NEAREST_NEIGHBOR over height and width: a byte copy (TFLite Micro copies the
+    int8 codes whatever the output's quantization), each output row and column mapped to an
+    input one at build time."""
+    x = _require_int8(graph.tensor(op.inputs[0]), "input")
+    y = _require_int8(graph.tensor(op.outputs[0]), "output")
+    if len(x.shape) != 4 or len(y.shape) != 4:
+        raise Unsupported("input and output must have 4 dimensions (TFLite Micro's limit)")
+    if x.is_constant:
+        raise Unsupported("resizing a constant tensor is not supported")
+    size = _const_ints(graph, op.inputs[1], "size").reshape(-1)
+    if size.size != 2 or tuple(int(v) for v in size) != tuple(y.shape[1:3]) or \
+            (x.shape[0], x.shape[3]) != (y.shape[0], y.shape[3]) or min(size) < 1:
+        raise Unsupported(f"size {size.tolist()} does not fit input {list(x.shape)} and output "
+                          f"{list(y.shape)}")
+    align = bool(op.options.get("alignCorners", False))
+    half = bool(op.options.get("halfPixelCenters", False))
+    (n, in_h, in_w, c), (out_h, out_w) = x.shape, (int(size[0]), int(size[1]))
+    arrays = [ConstArray(f"{p}_rows", "int32_t", nearest_neighbor_map(in_h, out_h, align, half),
+                         "input row of every output row"),
+              ConstArray(f"{p}_cols", "int32_t", nearest_neighbor_map(in_w, out_w, align, half),
+                         "input column of every output column")]
+    params = {"batches": n, "in_h": in_h, "in_w": in_w, "depth": c, "out_h": out_h,
+              "out_w": out_w, "rows": f"{p}_rows", "cols": f"{p}_cols"}
+    return KernelCall(op, "aq_resize_nearest_s8", "aq_resize_nearest_params", params,
+                      [op.inputs[0], op.outputs[0]], arrays,
+                      comment=f"resize nearest {in_h}x{in_w} -> {out_h}x{out_w}x{c}"
+                              f"{' align_corners' if align else ''}"
+                              f"{' half_pixel_centers' if half else ''}")
+
+
 def _concatenation(graph: Graph, op: Op, p: str) -> KernelCall:
     """CONCATENATION: a byte copy. TFLite Micro requires every int8 input to have the output's
     scale (the converter arranges it) and never rescales, so inputs quantized differently from
@@ -687,6 +734,7 @@ LOWERINGS = {
     "MUL": _mul,
     "MEAN": _mean,
     "PAD": _pad,
+    "RESIZE_NEAREST_NEIGHBOR": _resize_nearest,
     "PADV2": _pad,
     "CONCATENATION": _concatenation,
     "LOGISTIC": _logistic,
@@ -844,7 +892,9 @@ def lower(graph: Graph, label: str) -> list[KernelCall]:
                 raise Unsupported("op is not supported by the aqedge runtime")
             calls.append(fn(graph, op, f"op{op.index}"))
         except Unsupported as exc:
-            problems.append(f"op {op.index} {op.opcode} (v{op.version}): {exc}; {_types(graph, op)}")
+            made = f" -> '{graph.tensors[op.outputs[0]].name}'" if op.outputs else ""
+            problems.append(f"op {op.index} {op.opcode} (v{op.version}){made}: {exc}; "
+                            f"{_types(graph, op)}")
     if problems:
         supported = ", ".join(sorted(LOWERINGS))
         raise AqError(f"{label}: {len(problems)} op(s) cannot run on the aqedge runtime: "

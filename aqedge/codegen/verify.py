@@ -39,7 +39,7 @@ _PADDINGS = (0, 1)                  # SAME, VALID
 _ARITY = {"ADD": (2, 2), "SUB": (2, 2), "MUL": (2, 2), "MINIMUM": (2, 2), "MAXIMUM": (2, 2),
           "CONV_2D": (2, 3), "DEPTHWISE_CONV_2D": (2, 3), "FULLY_CONNECTED": (2, 3),
           "MEAN": (2, 2), "PAD": (2, 2), "PADV2": (3, 3), "RESHAPE": (1, 2), "SQUEEZE": (1, 1),
-          "EXPAND_DIMS": (2, 2), "SOFTMAX": (1, 1),
+          "EXPAND_DIMS": (2, 2), "SOFTMAX": (1, 1), "RESIZE_NEAREST_NEIGHBOR": (2, 2),
           "LOGISTIC": (1, 1), "HARD_SWISH": (1, 1), "LEAKY_RELU": (1, 1), "RELU": (1, 1), "RELU6": (1, 1),
           "RELU_N1_TO_1": (1, 1), "QUANTIZE": (1, 1), "DEQUANTIZE": (1, 1), "AVERAGE_POOL_2D": (1, 1),
           "MAX_POOL_2D": (1, 1), "CONCATENATION": (1, 1 << 16)}

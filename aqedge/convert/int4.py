@@ -4,7 +4,7 @@
 (plain fake-quant ops, see `aqedge.qat.quantizers`) and runs the standard TFLite converter, which
 emits `TensorType.INT4` (17) filters for CONV_2D / DEPTHWISE_CONV_2D / FULLY_CONNECTED and int8
 activations whose scale / zero point are the learned `s` / `−β/s`. The result is checked: no float
-tensor may remain, and every 4-bit weight must have come out as INT4.
+tensor may remain, and every weight of 4 bits or fewer must have come out as INT4.
 
 INT4 layout (aqedge/int4.py): two values per byte, element 2i in the low nibble, 2i+1
 in the high nibble, two's complement; an odd count ends in a low nibble (`pack_int4`).
@@ -31,15 +31,15 @@ from ..int4 import pack_int4, unpack_int4  # noqa: E402
 
 # -- conversion -------------------------------------------------------------------------------
 def _export_copy(qat_model):
-    """A batch-1 copy of `qat_model` whose quantizers use the export graph (and whose
-    `InputTransform`, if any, is the identity)."""
+    """A batch-1 copy of `qat_model` (`aqedge.train.export_copy`) whose quantizers use the
+    export graph (and whose `InputTransform`, if any, is the identity)."""
     from ..qat.layers import InputTransform, iter_quantizers
-    from ..train import with_batch_size
+    from ..train import export_copy
 
     if len(qat_model.inputs) != 1:
         raise AqError(f"model '{qat_model.name}' has {len(qat_model.inputs)} inputs; "
                       "convert_qat supports one")
-    model = with_batch_size(qat_model, 1)
+    model = export_copy(qat_model)
     quantizers = list(iter_quantizers(model))
     if not quantizers:
         raise AqError(f"model '{qat_model.name}' has no quantizers: run aqedge.qat.quantize_model "
@@ -75,7 +75,7 @@ def convert_qat(qat_model, representative: np.ndarray | None = None, samples: in
     Input and output are int8, the batch is fixed to 1. Every tensor's range comes from the
     learned quantizers; `representative` (float inputs) only feeds the converter's calibration
     step, which the fake-quant ranges override (random inputs in the learned input range are
-    used if omitted). Raises `AqError` if a float tensor is left or a 4-bit weight is not INT4.
+    used if omitted). Raises `AqError` if a float tensor is left or a weight of 2-4 bits is not INT4.
     `representative` is raw data for a model with an `InputTransform` T (folded preprocessing):
     it is mapped through T, and T is written into the result's metadata.
     """
@@ -113,7 +113,7 @@ def _check(buf: bytes, qat_model) -> None:
                       f"e.g. '{t['name']}' (ops {t['consumers'] or t['producers']}): a layer "
                       "without an activation quantizer; please report it")
     want4 = sorted(ly.name for ly in qat_model.layers
-                   if isinstance(ly, _QuantCompute) and ly.weight_bits == 4)
+                   if isinstance(ly, _QuantCompute) and ly.weight_bits <= 4)   # 2-4 bits: INT4
     got4 = sum(1 for op in info["ops"] if op.get("weight_type") == "INT4")
     if got4 != len(want4):
         raise AqError(f"converted '{qat_model.name}' has {got4} INT4 weight tensors, expected "
@@ -177,13 +177,13 @@ def inspect_tflite(buf: bytes, arena: bool = False) -> dict:
     return info
 
 
-_SAME_RANGE = ("MAX_POOL_2D", "RESHAPE", "SQUEEZE", "EXPAND_DIMS")
+_SAME_RANGE = ("MAX_POOL_2D", "RESHAPE", "SQUEEZE", "EXPAND_DIMS", "RESIZE_NEAREST_NEIGHBOR")
 
 
 def _activation_ranges(graph, ops, tensors):
-    """Annotate int8 activation tensors with the code range they can hold (`code_range`) and
-    the bit width that range needs (`value_bits`): 4 for the 16-level tensors of a W4A4 model
-    (their storage stays int8: `bits` is 8)."""
+    """Annotate int8 activation tensors with the code range they can hold (`code_range`), its
+    number of codes (`levels`: 16, 8, 4 after a 4-, 3-, 2-bit activation quantizer's clamps)
+    and the bit width that range needs (`value_bits`; their storage stays int8: `bits` is 8)."""
     def const_code(i):
         data = graph.tensors[i].data
         if tensors[i]["type"] != "INT8" or data is None or data.size != 1:
@@ -222,6 +222,7 @@ def _activation_ranges(graph, ops, tensors):
         rng[o] = (lo, hi)
     for i, (lo, hi) in rng.items():
         tensors[i]["code_range"] = [lo, hi]
+        tensors[i]["levels"] = hi - lo + 1
         tensors[i]["value_bits"] = max(1, int(np.ceil(np.log2(max(hi - lo + 1, 2)))))
 
 

@@ -24,7 +24,8 @@ def full_integer_converter(model, representative: np.ndarray, samples: int):
 
 
 def convert_int8(model, representative: np.ndarray, samples: int = 200) -> bytes:
-    """Convert a float Keras model to a full-int8 `.tflite` (int8 input and output).
+    """Convert a float Keras model to a full-int8 `.tflite` (int8 input and output, batch 1,
+    of `aqedge.train.export_copy`).
 
     `representative` is float input data (N, ...) used to calibrate activation ranges. Leading
     Rescaling / Normalization layers are left out of the graph and folded into the int8 input
@@ -32,8 +33,10 @@ def convert_int8(model, representative: np.ndarray, samples: int = 200) -> bytes
     T(representative), and T is stored as `.tflite` metadata (`aqedge.preprocess`).
     """
     from ..preprocess import strip_preprocessing, write_metadata
+    from ..train import export_copy
 
     model, transform = strip_preprocessing(model)
+    model = export_copy(model)
     if transform is not None:
         representative = transform.apply(np.asarray(representative[:samples]))
     buf = full_integer_converter(model, representative, samples).convert()

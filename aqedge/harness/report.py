@@ -12,6 +12,7 @@ from pathlib import Path
 
 from rich.table import Table
 
+from ..atomic import save_atomic
 from .session import Session, latencies
 
 
@@ -22,11 +23,14 @@ def _oracle(m: dict) -> str:
 
 def save_metrics(metrics: dict, path: Path) -> None:
     """Write metrics.json atomically (a temporary file renamed over it): never half-written."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(metrics, indent=2) + "\n")
-    os.replace(tmp, path)
+    save_atomic(lambda tmp: tmp.write_text(json.dumps(metrics, indent=2) + "\n"), Path(path))
+
+
+def _save_figure(fig, path: Path) -> Path:
+    """Save a plot atomically (the old file or the new, never half) and close it."""
+    save_atomic(lambda tmp: fig.savefig(tmp), Path(path))
+    _pyplot().close(fig)
+    return path
 
 
 def _pct(x: float | None) -> str:
@@ -160,9 +164,7 @@ def plot_latency(session: Session, path: Path) -> Path | None:
     _thousands(ax.xaxis)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save_figure(fig, path)
 
 
 def plot_profile(metrics: dict, title: str, path: Path) -> Path | None:
@@ -186,9 +188,7 @@ def plot_profile(metrics: dict, title: str, path: Path) -> Path | None:
                  f"vs whole {prof['whole_inference']:,}", fontsize=10)
     _thousands(ax.xaxis)
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save_figure(fig, path)
 
 
 def plot_confusion(metrics: dict, title: str, path: Path) -> Path | None:
@@ -216,9 +216,7 @@ def plot_confusion(metrics: dict, title: str, path: Path) -> Path | None:
     ax.set_title(f"{title}: accuracy {_pct(metrics['accuracy'])} on {metrics.get('measured', '?')} samples",
                  fontsize=10)
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save_figure(fig, path)
 
 
 def plot_comparison(sessions: list[Session], path: Path) -> Path | None:
@@ -238,9 +236,7 @@ def plot_comparison(sessions: list[Session], path: Path) -> Path | None:
         ax.set_title(_unit_note(unit), fontsize=10)
     fig.suptitle("latency by device")
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save_figure(fig, path)
 
 
 # ---- report.md ------------------------------------------------------------------------------
@@ -345,6 +341,5 @@ def write_report(entries: list[tuple[Session, dict, dict[str, Path | None]]], pa
         parts.append("")
     for s, m, plots in entries:
         parts.append(_device_section(m, s.label, plots, base))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(parts))
+    save_atomic(lambda tmp: tmp.write_text("\n".join(parts)), Path(path))
     return path

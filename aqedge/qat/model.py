@@ -9,7 +9,7 @@ The float model's graph is rebuilt layer by layer:
   directly following activation (ReLU, ReLU6, Swish, hard-swish, softmax) absorbed, become
   `QuantConv2D` / `QuantDepthwiseConv2D` / `QuantDense`;
 * layers that keep their input's quantization (MaxPooling2D, Flatten, Reshape, Dropout,
-  ZeroPadding2D) are copied as they are;
+  ZeroPadding2D, nearest-neighbour UpSampling2D) are copied as they are;
 * layers that produce a new range (Add, Subtract, Multiply, Concatenate, AveragePooling2D,
   GlobalAveragePooling2D) are copied and followed by an `ActivationQuantizer` (a `MeanQuantizer`
   after GlobalAveragePooling2D: TFLite's integer MEAN); a standalone activation becomes a
@@ -41,7 +41,7 @@ from .quantizers import ActivationQuantizer
 L = keras.layers
 _COMPUTE = (L.DepthwiseConv2D, L.Conv2D, L.Dense)   # DepthwiseConv2D first: not a Conv2D here
 _PASSTHROUGH = (L.MaxPooling2D, L.Flatten, L.Reshape, L.Dropout, L.ZeroPadding2D,
-                L.GlobalMaxPooling2D, L.Identity)
+                L.GlobalMaxPooling2D, L.Identity, L.UpSampling2D)
 _REQUANT = (L.Add, L.Subtract, L.Multiply, L.Concatenate, L.AveragePooling2D,
             L.GlobalAveragePooling2D)
 _ACT_LAYERS = (L.Activation, L.ReLU, L.Softmax)
@@ -272,6 +272,9 @@ def quantize_model(model, weight_bits: int = 4, activation_bits: int = 4,
                           "DepthwiseConv2D or Dense layer, so it cannot be folded")
         if isinstance(layer, L.InputLayer):
             continue
+        if isinstance(layer, L.UpSampling2D) and layer.interpolation != "nearest":
+            raise AqError(f"{_describe(layer)} cannot be quantized: only interpolation='nearest' "
+                          f"(a copy of the codes), not '{layer.interpolation}'")
         if isinstance(layer, _PASSTHROUGH):
             clone = layer.__class__.from_config(layer.get_config())
             y = clone(x[0])
@@ -306,7 +309,8 @@ def quantize_model(model, weight_bits: int = 4, activation_bits: int = 4,
         else:
             raise AqError(f"{_describe(layer)} cannot be quantized: aqedge quantizes Conv2D, "
                           "DepthwiseConv2D, Dense (+BatchNormalization, ReLU/ReLU6/Swish/"
-                          "hard-swish/softmax), pooling, Add, Concatenate, Flatten and Reshape")
+                          "hard-swish/softmax), pooling, Add, Concatenate, Flatten, Reshape and "
+                          "UpSampling2D (nearest)")
         tmap[id(out_t)] = y
 
     unused = sorted(set(overrides) - overridden)

@@ -240,6 +240,15 @@ typedef struct {
 void aq_pad_s8(const aq_pad_params *p, const int8_t *input, int8_t *output);
 
 typedef struct {
+  int32_t batches, in_h, in_w, depth, out_h, out_w;
+  const int32_t *rows;       /* per output row: the input row it copies */
+  const int32_t *cols;       /* per output column: the input column it copies */
+} aq_resize_nearest_params;
+
+/* RESIZE_NEAREST_NEIGHBOR, int8 (input and output share quantization: bytes are copied). */
+void aq_resize_nearest_s8(const aq_resize_nearest_params *p, const int8_t *input, int8_t *output);
+
+typedef struct {
   int32_t num_inputs;
   int32_t outer;             /* product of the dimensions before the axis */
   const int32_t *copy_size;  /* per input: product of its dimensions from the axis on */
