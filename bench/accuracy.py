@@ -13,7 +13,8 @@
 Per (dataset, arch, seed): a float model is trained `--float-epochs`; the QAT rows quantize it
 (4-bit weights, `--activation-bits` activations: one LSQ and one adaptive row per width, named
 `lsq_w4a3`, `adaptive_w4a3`, ...) and fine-tune `--qat-epochs` at `--qat-lr` (same budget,
-learning rate and seed for LSQ and adaptive; the table gives the adaptive rows' lead over LSQ); the FP32 row is that float model trained `--qat-epochs` more at `--qat-lr` (the whole
+learning rate and seed for LSQ and adaptive; the table gives the adaptive rows' lead over
+LSQ); the FP32 row is that float model trained `--qat-epochs` more at `--qat-lr` (the whole
 budget), and the PTQ rows quantize the FP32 model without training. `--distill W` fine-tunes
 both QAT rows on soft targets that put weight W on the float model's predictions. Every accuracy
 is measured by the TFLite Micro reference interpreter running the converted `.tflite` on the test
