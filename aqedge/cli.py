@@ -247,7 +247,8 @@ def build(board: Optional[str] = typer.Option(None, "--board", "-b", help="Board
           rescale: Optional[str] = typer.Option(None, "--rescale", help=RESCALE_HELP),
           out: Optional[Path] = typer.Option(None, "-o", "--out", help="Build directory (default build/<board>, build/<board>-tflm for --runtime tflm); qat.keras and model.tflite of a .keras model go next to it."),
           runtime: Optional[str] = typer.Option(None, "--runtime", help="aqedge (default: generated C) or tflm (TensorFlow Lite Micro's interpreter, compiled from --tflm-tree)."),
-          tflm_tree: Optional[Path] = typer.Option(None, "--tflm-tree", help="With --runtime tflm: a TensorFlow Lite Micro source tree (create_tflm_tree.py; reference or CMSIS-NN kernels). Default: $TFLM_TREE.")) -> None:
+          tflm_tree: Optional[Path] = typer.Option(None, "--tflm-tree", help="With --runtime tflm: a TensorFlow Lite Micro source tree (create_tflm_tree.py; reference or CMSIS-NN kernels). Default: $TFLM_TREE."),
+          activation_storage: Optional[str] = typer.Option(None, "--activation-storage", help="packed: 4-bit activation tensors two codes a byte (about half the arena of a W4A4 model; portable kernels, slower); int8: a byte each; auto (default): packed only when the int8 arena does not fit the board.")) -> None:
     """Generate C for a model and cross-compile a firmware image for a board.
 
     Inside a project (aqedge.toml here or above) `aqedge build --board B` needs nothing else: a
@@ -272,6 +273,11 @@ def build(board: Optional[str] = typer.Option(None, "--board", "-b", help="Board
                       "quantizes and converts first)")
     if not model.is_file():
         raise AqError(f"--model {model}: file not found")
+    storage = activation_storage or (project.activation_storage if project else "auto")
+    if storage not in ("auto", "packed", "int8"):
+        raise AqError(f"--activation-storage {storage}: use auto, packed or int8")
+    if runtime == "tflm" and activation_storage is not None:
+        raise AqError("--activation-storage goes with the aqedge runtime (TFLite Micro stores int8)")
     out_dir = _writable_dir(out or _default_dir(b, project, runtime), "-o")
     if runtime == "tflm":
         from .codegen.tflm import open_tree
@@ -297,9 +303,10 @@ def build(board: Optional[str] = typer.Option(None, "--board", "-b", help="Board
                       f"{b.flash_bytes:,} B, RAM {info.ram_bytes:,} / {b.ram_bytes:,} B")
         return
     with console.status(f"building {tflite} for {b.name}"):
-        info = build_firmware(tflite, b, out_dir)
+        info = build_firmware(tflite, b, out_dir, storage)
     console.print(f"[green]built[/green] {out_dir / info.elf}: {info.ops} ops, arena {info.arena_bytes:,} B, "
                   f"flash {info.flash_bytes:,} / {b.flash_bytes:,} B, RAM {info.ram_bytes:,} / {b.ram_bytes:,} B")
+    console.print(info.storage_line())
 
 
 @app.command()

@@ -67,6 +67,7 @@ class Project:
     board: str | None = None
     runtime: str = "aqedge"
     build_dir: Path = Path("build")
+    activation_storage: str = "auto"   # codegen/storage.py MODES
 
     @property
     def path(self) -> Path:
@@ -105,7 +106,10 @@ def load(path: Path) -> Project:
     project = Project(root, root / model, data.get("train"), data.get("test"),
                       parse_rescale(data.get("rescale")), _quantize(raw.get("quantize", {}), path),
                       build.get("board"), build.get("runtime", "aqedge"),
-                      root / build.get("dir", "build"))
+                      root / build.get("dir", "build"), build.get("activation_storage", "auto"))
+    if project.activation_storage not in ("auto", "packed", "int8"):
+        raise AqError(f"{path}: [build] activation_storage = {project.activation_storage!r}: "
+                      "use \"auto\", \"packed\" or \"int8\"")
     for key in ("train", "test"):
         if getattr(project, key) is not None and not isinstance(getattr(project, key), str):
             raise AqError(f"{path}: [data] {key} must be a string (a data spec)")
@@ -114,7 +118,7 @@ def load(path: Path) -> Project:
 
 _SECTIONS = {"model": {"path"}, "data": {"train", "test", "rescale"},
              "quantize": {f.name for f in fields(QuantizeSettings)},
-             "build": {"board", "runtime", "dir"}}
+             "build": {"board", "runtime", "dir", "activation_storage"}}
 
 
 def _check_keys(raw: dict, path: Path) -> None:
@@ -192,7 +196,8 @@ def render(model: str, train: str | None, test: str | None, rescale: str | None,
     lines += [f"{f.name} = {_toml(getattr(q, f.name))}" for f in fields(q) if f.name != "layer_bits"]
     lines += ["# layer_bits = { conv2d = 8 }", "", "[build]"]
     lines += [f"board = {_toml(board)}"] if board else ["# board = \"stm32\""]
-    lines += ['runtime = "aqedge"', 'dir = "build"', ""]
+    lines += ['runtime = "aqedge"', 'dir = "build"',
+              '# activation_storage = "auto"  # or "packed" (4-bit tensors two a byte) / "int8"', ""]
     return "\n".join(lines)
 
 

@@ -11,8 +11,8 @@ from rich.console import Group
 from rich.table import Table
 
 from .codegen.graph import read_tflite
-from .codegen.lower import kernel_variants, lower
-from .codegen.plan import plan_memory
+from .codegen.lower import kernel_variants
+from .codegen.storage import lower_model
 from .convert import inspect_tflite
 from .convert.int4 import tflm_arena_bytes
 from .errors import AqError
@@ -35,21 +35,28 @@ def count_macs(calls) -> int:
 
 
 def inspect_model(path: Path) -> dict:
-    """inspect_tflite's description plus `aqedge_arena_bytes` (None and `unsupported` when the
-    runtime cannot run the model) and `tflm_arena_bytes`."""
+    """inspect_tflite's description plus `aqedge_arena_bytes` (int8 storage) and
+    `aqedge_packed_arena_bytes` (4-bit tensors packed; None and `unsupported` when the runtime
+    cannot run the model), each tensor's `storage` ("packed" when it can be packed, "int8") and
+    `tflm_arena_bytes`."""
     graph = read_tflite(path)  # validates the file and names it in errors
     data = path.read_bytes()
     info = inspect_tflite(data)
     info["model"] = path.name
     info["file_bytes"] = len(data)
     try:
-        calls = lower(graph, path.name)
-        info["aqedge_arena_bytes"] = plan_memory(graph, calls).arena_bytes
-        info["macs"] = count_macs(calls)
-        info["kernels"] = kernel_variants(calls)
+        model = lower_model(graph, path.name, "packed")
+        info["aqedge_arena_bytes"] = model.int8_arena_bytes
+        info["aqedge_packed_arena_bytes"] = model.packed_arena_bytes
+        info["macs"] = count_macs(model.int8_calls)
+        info["kernels"] = kernel_variants(model.int8_calls)
         info["unsupported"] = None
+        for index, t in enumerate(info["tensors"]):
+            if index in model.storages:
+                t["storage"] = "packed" if model.storages[index].packed else "int8"
     except AqError as exc:
-        info["aqedge_arena_bytes"] = info["macs"] = info["kernels"] = None
+        info["aqedge_arena_bytes"] = info["aqedge_packed_arena_bytes"] = None
+        info["macs"] = info["kernels"] = None
         info["unsupported"] = str(exc)
     info["tflm_arena_bytes"] = tflm_arena_bytes(data)
     info["input_transform"] = None
@@ -72,9 +79,12 @@ def inspect_table(info: dict) -> Group:
 
     def levels(index: int) -> str:
         """The codes an activation can hold when they need fewer than 8 bits (after the clamps
-        of a 4-, 3- or 2-bit activation quantizer), else nothing."""
+        of a 4-, 3- or 2-bit activation quantizer), else nothing; "packed" when
+        --activation-storage packed stores it two codes a byte."""
         t = tensors[index]
-        return str(t["levels"]) if t.get("value_bits", 8) < 8 else ""
+        if t.get("value_bits", 8) >= 8:
+            return ""
+        return f"{t['levels']}{' packed' if t.get('storage') == 'packed' else ''}"
 
     variants = {k["op"]: k["variant"] for k in info.get("kernels") or []}
     ops = Table(title=f"{info['model']}: {len(info['ops'])} ops", header_style="bold")
@@ -99,6 +109,9 @@ def inspect_table(info: dict) -> Group:
                         ", ".join(f"{low[n]} × {n}" for n in sorted(low, reverse=True)))
     summary.add_row("MACs per inference", "—" if info["macs"] is None else f"{info['macs']:,}")
     summary.add_row("aqedge arena bytes", "—" if info["aqedge_arena_bytes"] is None else f"{info['aqedge_arena_bytes']:,}")
+    packed = info.get("aqedge_packed_arena_bytes")
+    summary.add_row("  with 4-bit tensors packed (--activation-storage packed)",
+                    "—" if packed is None else f"{packed:,} ({sum(t.get('storage') == 'packed' for t in tensors)} tensors)")
     summary.add_row("TFLite Micro arena bytes", "—" if info["tflm_arena_bytes"] is None else f"{info['tflm_arena_bytes']:,}")
     parts = [ops, summary]
     if info.get("input_transform"):

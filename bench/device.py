@@ -22,6 +22,11 @@ bit-exactness and, per TFLM tree, `peers` {runtime: instructions, arena, code, b
 the ratios to them (QEMU -icount shift=0, gcc 12.2 -O2, TFLM built with -DNDEBUG by
 `aqedge.codegen.tflm.build_tflm`, as `aqedge compare` builds it).
 
+- packed: a model with 4-bit tensors that can be packed (W4A4) is built a second time with
+  `--activation-storage packed` and measured on the same inputs (row key `packed`: arena,
+  instructions and flash against the int8-storage build; the "Packed activations" table). A
+  model whose int8 arena does not fit the board is built packed in the first place
+  (`activation_storage`).
 - instructions: median over `--samples` random inputs, QEMU -icount shift=0 (not time); every
   output is checked against TFLite Micro (bit_exact_samples).
 - macs: from the graph (conv: out pixels x out channels x kernel taps x filter depth;
@@ -72,7 +77,8 @@ import numpy as np
 from aqedge import flash as aqflash
 from aqedge.boards import resolve
 from aqedge.codegen.tflm_lib import trees_from_env
-from aqedge.compare import build_all, measure_all, summarize
+from aqedge.codegen.build import build
+from aqedge.compare import Contender, build_all, measure_all, summarize
 from aqedge.harness.samples import load_samples
 from aqedge.codegen.graph import read_tflite
 from aqedge.codegen.lower import lower
@@ -309,6 +315,9 @@ def measure_model(path: Path, board, trees: list[Path], tmp: Path, samples: int,
            "bit_exact_samples": round(m["device_matches_reference"] * m["measured"]),
            "samples": m["samples"], "static_ram_bytes": info.ram_bytes - board.stack_bytes,
            "peers": {}}
+    row["activation_storage"] = info.activation_storage   # "packed" when int8 does not fit
+    if info.activation_storage == "int8" and info.packed_arena_bytes < info.int8_arena_bytes:
+        row["packed"] = measure_packed(path, board, ours, inputs, tmp, say)
     for peer in summary["runtimes"][1:]:
         row["peers"][peer["runtime"]] = {
             "instructions": peer["latency"], "arena_bytes": peer["arena_bytes"],
@@ -317,6 +326,43 @@ def measure_model(path: Path, board, trees: list[Path], tmp: Path, samples: int,
             "vs_arena": peer["aqedge_ratio"].get("arena_bytes"),
             "vs_code": peer["aqedge_ratio"].get("code_bytes")}
     return row
+
+
+def measure_packed(path: Path, board, ours: Contender, inputs, tmp: Path, say) -> dict:
+    """The same model built with --activation-storage packed and measured on the same inputs:
+    its arena, instructions and flash against the int8-storage build `ours`."""
+    c = Contender("aqedge packed", tmp / path.stem / board.name / "aqedge-packed")
+    say(f"{board.name}: building with aqedge, packed activations")
+    c.info = build(path, board, c.build_dir, "packed")
+    measure_all(board, [c], inputs, say)
+    m, base = c.metrics, ours.metrics["latency"]["median"]
+    return {"arena_bytes": c.info.arena_bytes, "int8_arena_bytes": ours.info.arena_bytes,
+            "vs_int8_arena": round(c.info.arena_bytes / ours.info.arena_bytes, 3),
+            "instructions": m["latency"]["median"],
+            "vs_int8_instructions": round(m["latency"]["median"] / base, 3),
+            "flash_bytes": c.info.flash_bytes, "int8_flash_bytes": ours.info.flash_bytes,
+            "packed_tensors": sum(1 for t in c.info.tensors if t["packed"]),
+            "bit_exact_samples": round(m["device_matches_reference"] * m["measured"])}
+
+
+def packed_table(rows: list[dict]) -> list[str]:
+    """The rows measured with packed activations too: arena and instructions against the same
+    model with int8 storage."""
+    packed = [r for r in rows if r.get("packed")]
+    if not packed:
+        return []
+    lines = ["", "Packed activations (`aqedge build --activation-storage packed`: 4-bit tensors two "
+             "codes a byte, portable packed kernels) against the same model with int8 storage:", "",
+             "| model | board | packed tensors | arena B int8 | arena B packed | ratio | instr int8 | "
+             "instr packed | ratio | flash B int8 | flash B packed | bit-exact |",
+             "| --- | --- |" + " ---: |" * 10]
+    for r in packed:
+        p = r["packed"]
+        lines.append(f"| {r['model']} | {r['board']} | {p['packed_tensors']} | {p['int8_arena_bytes']:,} | "
+                     f"{p['arena_bytes']:,} | {p['vs_int8_arena']} | {r['instructions']:,} | "
+                     f"{p['instructions']:,} | {p['vs_int8_instructions']} | {p['int8_flash_bytes']:,} | "
+                     f"{p['flash_bytes']:,} | {p['bit_exact_samples']}/{r['samples']} |")
+    return lines
 
 
 def device_table(rows: list[dict]) -> list[str]:
@@ -406,6 +452,7 @@ def write_results(rows: list[dict], failed: list[dict], boards: list[str], out: 
         lines += ["", "Not measured:", ""] + [f"- {f['model']} on {f['board']}: "
                                               f"{' '.join(f['error'].split())}" for f in failed]
     lines += pair_table(rows, boards)
+    lines += packed_table(rows)
     (out / "device.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -879,7 +879,7 @@ def _portable_peers(prepared: list[_Prepared]) -> list[str]:
         sig = _SIGNATURES[kind].format(w="void")
         name = f"aqh_ref_{kind}_{'s4' if s4 else 's8'}"
         out.append(f"static __attribute__((noinline)) void {name}({sig}) {{\n"
-                   f"  {_IMPL[kind]}(p, input, filter, bias, output, {int(s4)});\n}}")
+                   f"  {_IMPL[kind]}(p, input, filter, bias, output, {int(s4)}, 0, 0);\n}}")
     return out
 
 
@@ -893,7 +893,7 @@ def render_harness(prepared: list[_Prepared], peer: str, target_ticks: int,
             "typedef void (*aqh_fn)(const int8_t *input, int8_t *output);",
             "typedef struct {", "  aqh_fn aq, peer;", "  const int8_t *input;",
             "  uint32_t in_bytes, out_bytes;",
-            "  uint32_t lead; /* output below input in place (lower's _window_lead), or: */",
+            "  uint32_t lead; /* output below input in place (lower.window_lead), or: */",
             "} aqh_case;", "#define AQH_NOT_INPLACE 0xFFFFFFFFu",
             "int aqh_peer_init(int32_t index); /* 0: the peer is ready for case `index` */",
             "extern int32_t aqh_peer_status;   /* a peer call's status: 0 = success */", "",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -179,10 +181,11 @@ def _conv_events(p, depthwise, cm):
 
 
 def test_window_lead_covers_both_kernel_loop_orders():
-    """_window_lead against an exact simulation of every read and write of the portable and
-    Cortex-M loops: with the output `lead` bytes (or more) below the input, no write lands on
-    an input byte that is read later."""
-    from aqedge.codegen.lower import _window_lead
+    """window_lead against an exact simulation of every read and write of the portable and
+    Cortex-M loops, with int8 and packed (two elements a byte) input and output storage: with
+    the output `lead` bytes (or more) below the input, no write lands on an input byte that is
+    read later."""
+    from aqedge.codegen.lower import window_lead
     rng = np.random.default_rng(7)
     for case in range(60):
         depthwise = bool(case % 2)
@@ -197,15 +200,17 @@ def test_window_lead_covers_both_kernel_loop_orders():
         p = dict(in_h=in_h, in_w=in_w, in_c=in_c, out_h=out_h, out_w=out_w, out_c=out_c,
                  k_h=k_h, k_w=k_w, stride_h=s_h, stride_w=s_w, dil_h=d_h, dil_w=d_w,
                  pad_h=pad_h, pad_w=pad_w)
-        lead = _window_lead(p)
-        for cm in (False, True):
+        for in_packed, out_packed, cm in itertools.product((False, True), repeat=3):
+            lead = window_lead(p, in_packed, out_packed)
             events = _conv_events(p, depthwise, cm)
             later_min = 1 << 30
-            for kind, byte in reversed(events):
+            for kind, element in reversed(events):
+                packed = in_packed if kind == "r" else out_packed
+                byte = element // 2 if packed else element
                 if kind == "r":
                     later_min = min(later_min, byte)
                 else:
-                    assert byte - lead < later_min, (p, depthwise, cm, lead)
+                    assert byte - lead < later_min, (p, depthwise, cm, in_packed, out_packed, lead)
 
 
 def test_resnet8_bit_exact_on_host(tiny, tmp_path):

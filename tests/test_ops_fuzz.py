@@ -549,17 +549,63 @@ BUILDERS = {
 FLOAT_EDGES = "QUANTIZE_DEQUANTIZE_FLOAT_EDGES"
 OPS = list(BUILDERS) + [FLOAT_EDGES]
 
+# ---- Packed activations (aqedge/codegen/storage.py): each branch reads its input through a
+# 16-code clamp (a standalone clamp writing a packed tensor), clamps the op's output to 16 codes
+# (folded into the op, or a standalone clamp where the op has no output clamp) and reads that
+# back with an ADD of it to itself (packed in, int8 out). The op under test then reads a packed
+# input and, where its output can be packed, writes a packed output.
 
-def build_model(op: str, seed: int, branches: int, shape: tuple[int, int, int]) -> tuple[bytes, Spec, list[int]]:
-    """A model of `branches` independent `op` branches on one input; returns the flatbuffer,
-    its spec and the output byte offset where each branch starts."""
+#: op -> the packed kernel its lowering must call.
+PACKED_OPS = {
+    "CONV_2D": "aq_conv_packed_s8", "CONV_2D_INT4": "aq_conv_packed_s4",
+    "DEPTHWISE_CONV_2D": "aq_depthwise_conv_packed_s8",
+    "DEPTHWISE_CONV_2D_INT4": "aq_depthwise_conv_packed_s4",
+    "FULLY_CONNECTED": "aq_fully_connected_packed_s8",
+    "FULLY_CONNECTED_INT4": "aq_fully_connected_packed_s4",
+    "ADD": "aq_add_packed_s8", "AVERAGE_POOL_2D": "aq_avg_pool_packed_s8",
+    "MAX_POOL_2D": "aq_max_pool_packed_s8", "MEAN": "aq_mean_packed_s8",
+    "HARD_SWISH": "aq_lut_packed_s8", "LOGISTIC": "aq_lut_packed_s8", "SWISH": "aq_lut_packed_s8",
+    "LEAKY_RELU": "aq_lut_packed_s8", "MINIMUM_MAXIMUM": "aq_clamp_packed_s8",
+}
+
+
+def _clamp16(m, y, rng) -> int:
+    """MAXIMUM then MINIMUM of `y` against constants 15 codes apart, near its zero point."""
+    q = m.tensors[y].quantization
+    lo = int(np.clip(q.zeroPoint[0] + rng.integers(-12, 4), -128, 112))
+    for name, c in (("MAXIMUM", lo), ("MINIMUM", lo + 15)):
+        const = m.tensor((), "int8", q.scale[0], q.zeroPoint[0], np.array(c, np.int8))
+        z = m.tensor(m.shapes[y], "int8", q.scale[0], q.zeroPoint[0])
+        m.op(name, [y, const], [z])
+        y = z
+    return y
+
+
+def packed_branch(op: str):
+    """A builder: `op` between a packed input and a packed output (see above)."""
+    def build(m, x, spec, rng):
+        y, what = BUILDERS[op](m, _clamp16(m, x, rng), spec, rng)
+        y = _clamp16(m, y, rng)
+        q = m.tensors[y].quantization
+        z = m.tensor(m.shapes[y], "int8", float(np.float32(q.scale[0] * 2 ** rng.uniform(0, 2))), _zp(rng))
+        m.op("ADD", [y, y], [z], m.options("AddOptionsT", fusedActivationFunction=0), "AddOptions")
+        return z, f"packed: {what}"
+    return build
+
+
+def build_model(op: str, seed: int, branches: int, shape: tuple[int, int, int],
+                packed: bool = False) -> tuple[bytes, Spec, list[int]]:
+    """A model of `branches` independent `op` branches on one input (`packed`: between packed
+    tensors, `packed_branch`); returns the flatbuffer, its spec and the output byte offset where
+    each branch starts."""
+    builder = packed_branch(op) if packed else BUILDERS[op]
     rng = np.random.default_rng(seed)
     spec = Spec((1, *shape), _log_uniform(rng, 2e-3, 0.5), _zp(rng))
     m = ModelWriter()
     x = m.tensor(spec.shape, "int8", spec.scale, spec.zero_point)
     flats, offsets, total = [], [], 0
     for _ in range(branches):
-        y, what = BUILDERS[op](m, x, spec, rng)
+        y, what = builder(m, x, spec, rng)
         n = int(np.prod(m.shapes[y]))
         # RESHAPE copies bytes whatever the quantization, so the flat views share one (TFLite
         # Micro's CONCATENATION requires its inputs to have the output's scale).
@@ -580,14 +626,14 @@ def build_model(op: str, seed: int, branches: int, shape: tuple[int, int, int]) 
 # comparison.
 
 
-def host_runner(model: bytes, out_dir: Path):
+def host_runner(model: bytes, out_dir: Path, storage: str = "int8"):
     """Lower, plan, render and compile one model for the host; returns (graph, runner)."""
     from aqedge.codegen.host import build_host
 
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "fuzz.tflite"
     path.write_bytes(model)
-    graph, _, runner = build_host(path, out_dir)
+    graph, _, runner = build_host(path, out_dir, storage)
     return graph, runner
 
 
@@ -600,12 +646,12 @@ class CaseResult:
     mismatches: list[str]
 
 
-def compare(model: bytes, inputs: np.ndarray, work: Path):
+def compare(model: bytes, inputs: np.ndarray, work: Path, storage: str = "int8"):
     """(ours, reference) outputs of a model on int8 inputs (N, ...)."""
     from aqedge.codegen.host import run_host
     from aqedge.reference import TflmReference
 
-    graph, runner = host_runner(model, work)
+    graph, runner = host_runner(model, work, storage)
     ours = run_host(runner, inputs, graph.tensors[graph.outputs[0]].nbytes)
     ref = TflmReference(model)
     theirs = np.stack([ref.run(x[None]).reshape(-1) for x in inputs])
@@ -656,9 +702,11 @@ def run_float_edges_case(seed: int, branches: int, work: Path) -> CaseResult:
     return CaseResult("QUANTIZE_DEQUANTIZE_FLOAT_EDGES", seed, branches, branches - len(bad), bad)
 
 
-def run_case(op: str, seed: int, branches: int = BRANCHES, shape=None, work: Path | None = None) -> CaseResult:
-    """Build one hand-written model of `branches` cases of `op`, run it here and in TFLite Micro
-    on INPUTS_PER_MODEL random inputs, and count the branches that match byte for byte."""
+def run_case(op: str, seed: int, branches: int = BRANCHES, shape=None, work: Path | None = None,
+             packed: bool = False) -> CaseResult:
+    """Build one hand-written model of `branches` cases of `op` (`packed`: between packed
+    tensors, built with packed storage), run it here and in TFLite Micro on INPUTS_PER_MODEL
+    random inputs, and count the branches that match byte for byte."""
     if op == FLOAT_EDGES:
         own = work is None
         work = work or Path(tempfile.mkdtemp(prefix="aqedge-fuzz-"))
@@ -670,12 +718,14 @@ def run_case(op: str, seed: int, branches: int = BRANCHES, shape=None, work: Pat
     rng = np.random.default_rng(seed + 1)
     if shape is None:
         shape = (int(rng.integers(1, 10)), int(rng.integers(1, 10)), int(rng.integers(1, 9)))
-    model, spec, offsets = build_model(op, seed, branches, shape)
+    model, spec, offsets = build_model(op, seed, branches, shape, packed)
     inputs = rng.integers(-128, 128, (INPUTS_PER_MODEL, *spec.shape[1:]), dtype=np.int8)
     own_dir = work is None
     work = work or Path(tempfile.mkdtemp(prefix="aqedge-fuzz-"))
     try:
-        ours, theirs = compare(model, inputs, work)
+        ours, theirs = compare(model, inputs, work, "packed" if packed else "int8")
+        if packed and PACKED_OPS[op] + "(" not in (work / "model.c").read_text():
+            raise AssertionError(f"{op}: the packed build does not call {PACKED_OPS[op]}")
     finally:
         if own_dir:
             shutil.rmtree(work, ignore_errors=True)
@@ -705,6 +755,17 @@ def _tf_quiet():
 @given(seed=st.integers(0, 2**31 - 1))
 def test_op_bit_exact_with_tflm(op, seed, tmp_path):
     result = run_case(op, seed, work=tmp_path / f"{op}-{seed}")
+    assert not result.mismatches, "\n".join(result.mismatches)
+
+
+@pytest.mark.parametrize("op", list(PACKED_OPS))
+@settings(max_examples=max(EXAMPLES // 3, 1), deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(seed=st.integers(0, 2**31 - 1))
+def test_packed_op_bit_exact_with_tflm(op, seed, tmp_path):
+    """Every op with a packed kernel, reading a packed input and writing a packed output where
+    it can: byte for byte TFLite Micro's, and the packed kernel is the one called."""
+    result = run_case(op, seed, work=tmp_path / f"{op}-{seed}", packed=True)
     assert not result.mismatches, "\n".join(result.mismatches)
 
 

@@ -14,8 +14,8 @@ from ..boards import Board, fit_hint
 from ..errors import AqError
 from ..preprocess import Affine
 from .graph import Graph, Tensor, read_tflite
-from .lower import kernel_variants, lower, scratch_bytes
-from .plan import plan_memory
+from .lower import kernel_variants, scratch_bytes
+from .storage import LoweredModel, describe, lower_model, summary
 from .project import compile_project, rx_max_for_input, write_project
 from .render import render_model
 
@@ -77,6 +77,18 @@ class BuildInfo:
     #: SHA-256 of the linked image (`elf`): `flash` and `measure` refuse a folder whose
     #: firmware or model copy is not the one this build made.
     firmware_sha256: str = ""
+    #: aqedge builds: how activations are stored ("packed": 4-bit tensors two codes a byte, or
+    #: "int8"; codegen/storage.py), the arena either way, and each buffer's storage and why.
+    activation_storage: str = "int8"
+    int8_arena_bytes: int = 0
+    packed_arena_bytes: int = 0
+    tensors: list[dict] = field(default_factory=list)
+
+    def storage_line(self) -> str:
+        """How the activations are stored, one line (codegen/storage.py describe)."""
+        return describe(self.activation_storage, sum(1 for t in self.tensors if t.get("packed")),
+                        self.arena_bytes, self.int8_arena_bytes or self.arena_bytes,
+                        self.packed_arena_bytes or self.arena_bytes)
 
     def save(self, build_dir: Path) -> None:
         (build_dir / BUILD_INFO).write_text(json.dumps(asdict(self), indent=2) + "\n")
@@ -139,24 +151,52 @@ def _weight_bytes(graph: Graph) -> int:
                for t in graph.tensors if t.is_constant)
 
 
-def _check_fits_arena(graph: Graph, arena_bytes: int, scratch: int, board: Board, label: str) -> None:
+def _check_fits_arena(graph: Graph, arena_bytes: int, scratch: int, board: Board, label: str,
+                      storage: str = "") -> None:
+    """Refuse an arena (plus the kernels' scratch) larger than the board's RAM after its stack;
+    `storage` says how the activations were stored, in the message."""
     budget = board.ram_bytes - board.stack_bytes
     if arena_bytes + scratch > budget:
         also = f" and {scratch:,} for the kernels' column buffer" if scratch else ""
         raise AqError(f"{label} does not fit {board.name}: its activation arena needs {arena_bytes:,} "
                       f"bytes of RAM, the board has {board.ram_bytes:,} ({budget:,} after a "
-                      f"{board.stack_bytes:,}-byte stack{also})"
+                      f"{board.stack_bytes:,}-byte stack{also}){storage}"
                       + fit_hint(_weight_bytes(graph), arena_bytes + scratch, board))
 
 
-def build(model_path: Path, board: Board, out_dir: Path) -> BuildInfo:
-    """Parse, lower, plan, render and cross-compile `model_path` for `board` into `out_dir`."""
+def _storage_note(model: LoweredModel) -> str:
+    if model.mode == "int8" and model.packed_arena_bytes < model.plan.arena_bytes:
+        return (f"; with 4-bit activations packed (--activation-storage packed) the arena is "
+                f"{model.packed_arena_bytes:,}")
+    return "; activations already packed" if model.mode == "packed" else ""
+
+
+#: RAM of the runtime besides the arena, its receive buffer, tables and scratch (protocol state,
+#: profile buffer, UART driver): an upper estimate for the "auto" storage choice, checked by the
+#: linker whatever it decides.
+RUNTIME_RAM_BYTES = 4096
+
+
+def _ram_for_arena(board: Board, graph: Graph) -> int:
+    """What the board's RAM leaves for the arena and the kernels' scratch, as far as it is
+    known before compiling: minus the stack, the receive buffer (the whole input tensor in one
+    frame), a 256-byte table per op that runs through one and RUNTIME_RAM_BYTES."""
+    inp = graph.tensors[graph.inputs[0]]
+    tables = 256 * (1 + sum(op.opcode in ("LOGISTIC", "HARD_SWISH", "LEAKY_RELU") for op in graph.ops))
+    return (board.ram_bytes - board.stack_bytes - rx_max_for_input(inp.nbytes) - tables
+            - RUNTIME_RAM_BYTES)
+
+
+def build(model_path: Path, board: Board, out_dir: Path, activation_storage: str = "auto") -> BuildInfo:
+    """Parse, lower, plan, render and cross-compile `model_path` for `board` into `out_dir`,
+    activations stored as `activation_storage` says (codegen/storage.py MODES)."""
     graph = read_tflite(model_path)
     data = model_path.read_bytes()
     sha256 = hashlib.sha256(data).hexdigest()
-    calls = lower(graph, str(model_path))
-    plan = plan_memory(graph, calls)
-    _check_fits_arena(graph, plan.arena_bytes, scratch_bytes(calls), board, str(model_path))
+    model = lower_model(graph, str(model_path), activation_storage, _ram_for_arena(board, graph))
+    calls, plan = model.calls, model.plan
+    _check_fits_arena(graph, plan.arena_bytes, scratch_bytes(calls), board, str(model_path),
+                      _storage_note(model))
     inp, out = graph.tensors[graph.inputs[0]], graph.tensors[graph.outputs[0]]
     # Built in a staged copy of out_dir that replaces it only once everything succeeded.
     with staged_dir(out_dir, drop=(BUILD_INFO,)) as stage:
@@ -169,6 +209,9 @@ def build(model_path: Path, board: Board, out_dir: Path) -> BuildInfo:
                          flash_bytes=image.flash_bytes, ram_bytes=image.ram_bytes,
                          input=TensorInfo.of(inp, graph.input_transform), output=TensorInfo.of(out),
                          elf=str(image.elf.relative_to(stage)), kernels=kernel_variants(calls),
-                         firmware_sha256=sha256_of(image.elf))
+                         firmware_sha256=sha256_of(image.elf), activation_storage=model.mode,
+                         int8_arena_bytes=model.int8_arena_bytes,
+                         packed_arena_bytes=model.packed_arena_bytes,
+                         tensors=summary(model.storages))
         info.save(stage)
     return info

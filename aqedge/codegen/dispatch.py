@@ -331,6 +331,18 @@ def _fully_connected(p: dict[str, Any], s4: bool) -> Variant:
                    scratch_bytes=column_bytes(p["accum_depth"], s4))
 
 
+_PACKED_KERNELS = {"conv": "aq_conv_packed", "depthwise": "aq_depthwise_conv_packed",
+                   "fully_connected": "aq_fully_connected_packed"}
+
+
+def packed(kind: str, s4: bool) -> Variant:
+    """The variant of a layer that reads or writes a packed activation tensor (storage.py):
+    the portable loops over TFLite's weight layout, nibbles unpacked and packed in registers."""
+    return Variant(kind, "packed", f"{_PACKED_KERNELS[kind]}_{_suffix(s4)}",
+                   "reads or writes 4-bit activations stored two per byte: portable loops "
+                   "(no Cortex-M port yet), TFLite's weight layout")
+
+
 def select(kind: str, params: dict[str, Any], s4: bool, weights: np.ndarray,
            bias: np.ndarray | None, shifts) -> Variant:
     """The variant for a layer of `kind`: `params` is the parameter dict lower.py builds (the

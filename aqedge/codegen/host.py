@@ -76,19 +76,19 @@ def run_host(runner: Path, inputs: np.ndarray, output_bytes: int,
     return np.frombuffer(result.stdout, dtype=output_dtype).reshape(n, -1)
 
 
-def build_host(model_path: Path, out_dir: Path):
-    """Generate the C of a .tflite into out_dir and compile it for the host.
+def build_host(model_path: Path, out_dir: Path, activation_storage: str = "int8"):
+    """Generate the C of a .tflite into out_dir and compile it for the host, activations
+    stored as `activation_storage` says ("packed" or "int8"; codegen/storage.py).
 
     Returns (graph, memory plan, runner executable).
     """
     from .graph import read_tflite
-    from .lower import lower
-    from .plan import plan_memory
     from .render import render_model
+    from .storage import lower_model
 
     graph = read_tflite(model_path)
-    calls = lower(graph, str(model_path))
-    plan = plan_memory(graph, calls)
+    model = lower_model(graph, str(model_path), activation_storage)
+    calls, plan = model.calls, model.plan
     render_model(graph, calls, plan, model_path.name,
                  hashlib.sha256(model_path.read_bytes()).hexdigest(), out_dir)
     return graph, plan, compile_host(out_dir)

@@ -45,7 +45,7 @@ class KernelCall:
     # Declared safe overlaps of the output with an input that dies at this call: (input tensor,
     # lead). The output may share bytes with that input when it starts at least `lead` bytes
     # below it (output offset <= input offset - lead); lead 0 also allows exactly in place.
-    # plan.py uses them; the bound comes from the kernels' loop order (see _window_lead).
+    # plan.py uses them; the bound comes from the kernels' loop order (see window_lead).
     inplace: list[tuple[int, int]] = field(default_factory=list)
     # For aq_lut_s8: the steps (kernel, params type, params, args after &params) by which
     # aq_model_prepare() fills this call's table `op<N>_table` from the 256 codes of
@@ -110,15 +110,17 @@ def _bias_values(graph: Graph, index: int, channels: int) -> np.ndarray | None:
 
 
 def _mac_arrays(graph: Graph, op: Op, p: str, kind: str, params: dict[str, Any], w: Tensor,
-                shifts: list[int], weight_name: str, layout: str) -> tuple[dispatch.Variant, str, list[ConstArray]]:
-    """The kernel variant of a MAC layer (dispatch.py) and its flash arrays: the weights in the
-    variant's order (INT4 stays packed) and the bias it takes; sets params["q"]["guard"].
+                shifts: list[int], weight_name: str, layout: str,
+                packed: bool) -> tuple[dispatch.Variant, str, list[ConstArray]]:
+    """The kernel variant of a MAC layer (dispatch.py; its "packed" variant when the layer
+    reads or writes a packed tensor) and its flash arrays: the weights in the variant's order
+    (INT4 stays packed) and the bias it takes; sets params["q"]["guard"].
     Returns (variant, bias argument, arrays)."""
     s4 = w.dtype == "int4"
     bias = _bias_values(graph, op.inputs[2] if len(op.inputs) > 2 else -1, params["out_c"])
     q = params["q"]
     q["guard"] = dispatch.requant_guard(kind, w.data, bias, shifts, q["input_offset"])
-    v = dispatch.select(kind, params, s4, w.data, bias, shifts)
+    v = dispatch.packed(kind, s4) if packed else dispatch.select(kind, params, s4, w.data, bias, shifts)
     if kind != "depthwise":
         params["scratch"] = SCRATCH if v.scratch_bytes else 0
     values = v.layout(w.data, params, s4)
@@ -175,7 +177,7 @@ def scratch_bytes(calls: list[KernelCall]) -> int:
 CM_PIXEL_BLOCK = 4
 
 
-def _window_lead(params: dict[str, Any]) -> int:
+def window_lead(params: dict[str, Any], in_packed: bool = False, out_packed: bool = False) -> int:
     """Smallest lead (bytes) by which a conv / depthwise output may start below its input and
     still overwrite only input bytes that no later read needs, for every kernel we build:
 
@@ -189,6 +191,9 @@ def _window_lead(params: dict[str, Any]) -> int:
       the column buffer, then writes all their outputs: lead >= end(b+3) - low(b+4). The
       Cortex-M depthwise writes 4 channels of pixel p after reading only p's field, as the
       portable loop does. Both are covered by taking the maximum of the two conditions.
+
+    Packed tensors (storage.py) hold element e in byte e // 2: the bytes written so far end at
+    ceil(end / 2), the lowest byte still to be read is floor(low / 2).
     """
     in_h, in_w, in_c = params["in_h"], params["in_w"], params["in_c"]
     out_h, out_w, out_c = params["out_h"], params["out_w"], params["out_c"]
@@ -204,15 +209,19 @@ def _window_lead(params: dict[str, Any]) -> int:
             if ys and xs:
                 lo[oy * out_w + ox] = (min(ys) * in_w + min(xs)) * in_c
     low = np.minimum.accumulate(lo[::-1])[::-1]   # low[p] = min(lo[p:]); low[n] = big
-    ends = (np.arange(n) + 1) * out_c
-    lead = int(np.max(ends - low[:n]))
+    if in_packed:
+        low = low // 2
+    ends = (np.arange(n + 1) + 1) * out_c
+    if out_packed:
+        ends = (ends + 1) // 2
+    lead = int(np.max(ends[:n] - low[:n]))
     for b in range(0, n, CM_PIXEL_BLOCK):
         last = min(b + CM_PIXEL_BLOCK, n)
-        lead = max(lead, int(last * out_c - low[last]))
+        lead = max(lead, int(ends[last - 1] - low[last]))
     return max(lead, 0)
 
 
-def _conv(graph: Graph, op: Op, p: str) -> KernelCall:
+def _conv(graph: Graph, op: Op, p: str, packed: bool = False) -> KernelCall:
     x = _require_int8(graph.tensor(op.inputs[0]), "input")
     w = _weights(graph.tensor(op.inputs[1]), "filter")
     y = _require_int8(graph.tensor(op.outputs[0]), "output")
@@ -228,14 +237,15 @@ def _conv(graph: Graph, op: Op, p: str) -> KernelCall:
     params = {"in_h": in_h, "in_w": in_w, "in_c": in_c, "out_h": out_h, "out_w": out_w,
               "out_c": out_c, "k_h": k_h, "k_w": k_w, "filter_in_c": f_in_c,
               **_conv_geometry(op, (in_h, in_w), (k_h, k_w), (out_h, out_w)), "q": q}
-    v, bias, arrays = _mac_arrays(graph, op, p, "conv", params, w, shifts, f"{p}_filter", "filter OHWI")
+    v, bias, arrays = _mac_arrays(graph, op, p, "conv", params, w, shifts, f"{p}_filter", "filter OHWI",
+                                  packed)
     return KernelCall(op, v.kernel, "aq_conv_params", params,
                       [op.inputs[0], f"{p}_filter", bias, op.outputs[0]], arrays + rq_arrays,
-                      inplace=[(op.inputs[0], _window_lead(params))], variant=v,
+                      inplace=[(op.inputs[0], window_lead(params))], variant=v,
                       comment=f"{k_h}x{k_w} conv {in_h}x{in_w}x{in_c} -> {out_h}x{out_w}x{out_c}")
 
 
-def _depthwise(graph: Graph, op: Op, p: str) -> KernelCall:
+def _depthwise(graph: Graph, op: Op, p: str, packed: bool = False) -> KernelCall:
     x = _require_int8(graph.tensor(op.inputs[0]), "input")
     w = _weights(graph.tensor(op.inputs[1]), "filter")
     y = _require_int8(graph.tensor(op.outputs[0]), "output")
@@ -251,14 +261,15 @@ def _depthwise(graph: Graph, op: Op, p: str) -> KernelCall:
     params = {"in_h": in_h, "in_w": in_w, "in_c": in_c, "out_h": out_h, "out_w": out_w,
               "out_c": out_c, "k_h": k_h, "k_w": k_w, "depth_multiplier": out_c // in_c,
               **_conv_geometry(op, (in_h, in_w), (k_h, k_w), (out_h, out_w)), "q": q}
-    v, bias, arrays = _mac_arrays(graph, op, p, "depthwise", params, w, shifts, f"{p}_filter", "filter 1HWC")
+    v, bias, arrays = _mac_arrays(graph, op, p, "depthwise", params, w, shifts, f"{p}_filter", "filter 1HWC",
+                                  packed)
     return KernelCall(op, v.kernel, "aq_depthwise_conv_params", params,
                       [op.inputs[0], f"{p}_filter", bias, op.outputs[0]], arrays + rq_arrays,
-                      inplace=[(op.inputs[0], _window_lead(params))], variant=v,
+                      inplace=[(op.inputs[0], window_lead(params))], variant=v,
                       comment=f"{k_h}x{k_w} depthwise {in_h}x{in_w}x{in_c} -> {out_h}x{out_w}x{out_c}")
 
 
-def _fully_connected(graph: Graph, op: Op, p: str) -> KernelCall:
+def _fully_connected(graph: Graph, op: Op, p: str, packed: bool = False) -> KernelCall:
     x = _require_int8(graph.tensor(op.inputs[0]), "input")
     w = _weights(graph.tensor(op.inputs[1]), "weights")
     y = _require_int8(graph.tensor(op.outputs[0]), "output")
@@ -274,7 +285,8 @@ def _fully_connected(graph: Graph, op: Op, p: str) -> KernelCall:
         mults, shifts = [m] * out_c, [s] * out_c
     q, rq_arrays = _requant(p, x, y, mults, shifts, _fused(op, y))
     params = {"batches": x.size // depth, "accum_depth": depth, "out_c": out_c, "q": q}
-    v, bias, arrays = _mac_arrays(graph, op, p, "fully_connected", params, w, shifts, f"{p}_weights", "weights")
+    v, bias, arrays = _mac_arrays(graph, op, p, "fully_connected", params, w, shifts, f"{p}_weights", "weights",
+                                  packed)
     return KernelCall(op, v.kernel, "aq_fully_connected_params", params,
                       [op.inputs[0], f"{p}_weights", bias, op.outputs[0]], arrays + rq_arrays,
                       variant=v, comment=f"fully connected {depth} -> {out_c}")
@@ -773,11 +785,28 @@ def check_io(graph: Graph, label: str) -> None:
             raise AqError(f"{label}: {role} '{t.name}' is {t.dtype}; aqedge needs a quantized int8 {role}")
 
 
-def _act_params(call: KernelCall) -> dict[str, Any] | None:
-    for params in (call.params, call.params.get("q")):
-        if isinstance(params, dict) and "act_min" in params:
-            return params
+def act_params(params: dict[str, Any]) -> dict[str, Any] | None:
+    """The dict holding a call's output clamp (act_min, act_max): its params or their "q"."""
+    for d in (params, params.get("q")):
+        if isinstance(d, dict) and "act_min" in d:
+            return d
     return None
+
+
+def alias_roots(calls: list[KernelCall]):
+    """root(t): the tensor standing for t's buffer, t and every tensor aliasing it (reshapes,
+    folded clamps, a Swish's LOGISTIC) sharing one."""
+    parent: dict[int, int] = {}
+
+    def root(t: int) -> int:
+        while parent.get(t, t) != t:
+            t = parent[t]
+        return t
+
+    for call in calls:
+        if call.alias:
+            parent[root(call.alias[0])] = root(call.alias[1])
+    return root
 
 
 def _readers(calls: list[KernelCall]) -> dict[int, int]:
@@ -807,7 +836,7 @@ def fold_clamps(graph: Graph, calls: list[KernelCall]) -> None:
         out, src = call.alias
         kind, c = call.clamp
         source = producer.get(src)
-        act = _act_params(source) if source is not None else None
+        act = act_params(source.params) if source is not None else None
         if act is None or readers.get(src, 0) != 1 or src in graph.outputs:
             call.kernel, call.params_type, call.args = "aq_clamp_s8", "aq_clamp_params", [src, out]
             call.params = {"size": graph.tensors[out].size,
@@ -881,8 +910,14 @@ def kernel_variants(calls) -> list[dict]:
              "why": c.variant.why} for c in calls if c.variant is not None]
 
 
-def lower(graph: Graph, label: str) -> list[KernelCall]:
-    """Lower every op; raise AqError listing every op that cannot run, with index and types."""
+#: The MAC layers, whose lowering picks the "packed" kernel variant for packed tensors.
+_MAC_LOWERINGS = (_conv, _depthwise, _fully_connected)
+
+
+def lower(graph: Graph, label: str, packed: frozenset[int] = frozenset()) -> list[KernelCall]:
+    """Lower every op; raise AqError listing every op that cannot run, with index and types.
+    `packed`: the tensors stored packed (storage.py), whose MAC layers get the packed variant;
+    storage.apply() then sets every call's storages."""
     check_io(graph, label)
     calls, problems = [], []
     for op in graph.ops:
@@ -890,7 +925,11 @@ def lower(graph: Graph, label: str) -> list[KernelCall]:
         try:
             if fn is None:
                 raise Unsupported("op is not supported by the aqedge runtime")
-            calls.append(fn(graph, op, f"op{op.index}"))
+            if fn in _MAC_LOWERINGS:
+                touches = bool(packed & {op.inputs[0], op.outputs[0]})
+                calls.append(fn(graph, op, f"op{op.index}", packed=touches))
+            else:
+                calls.append(fn(graph, op, f"op{op.index}"))
         except Unsupported as exc:
             made = f" -> '{graph.tensors[op.outputs[0]].name}'" if op.outputs else ""
             problems.append(f"op {op.index} {op.opcode} (v{op.version}){made}: {exc}; "

@@ -48,8 +48,10 @@ def _align(n: int) -> int:
     return (n + ALIGN - 1) // ALIGN * ALIGN
 
 
-def plan_memory(graph: Graph, calls: list[KernelCall]) -> MemoryPlan:
-    """Assign arena offsets to every non-constant tensor the calls touch."""
+def plan_memory(graph: Graph, calls: list[KernelCall],
+                packed: frozenset[int] = frozenset()) -> MemoryPlan:
+    """Assign arena offsets to every non-constant tensor the calls touch; the `packed` ones
+    (storage.py) take half their element count in bytes, rounded up."""
     root: dict[int, int] = {}
 
     def find(t: int) -> int:
@@ -84,7 +86,10 @@ def plan_memory(graph: Graph, calls: list[KernelCall]) -> MemoryPlan:
         tensor = graph.tensor(t)
         if tensor is not None and not tensor.is_constant:
             members.setdefault(find(t), []).append(t)
-    buffers = [Buffer(tuple(sorted(ts)), max(graph.tensors[t].nbytes for t in ts), *spans[r])
+    def nbytes(t: int) -> int:
+        return (graph.tensors[t].size + 1) // 2 if t in packed else graph.tensors[t].nbytes
+
+    buffers = [Buffer(tuple(sorted(ts)), max(nbytes(t) for t in ts), *spans[r])
                for r, ts in members.items()]
 
     by_root = {find(b.tensors[0]): b for b in buffers}

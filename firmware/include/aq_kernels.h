@@ -11,6 +11,17 @@
 extern "C" {
 #endif
 
+/* How an activation tensor is stored in the arena, chosen at build time
+ * (aqedge/codegen/storage.py; docs/architecture.md, "Packed activations"). packed = 0: one int8
+ * code per byte. packed = 1: a tensor whose codes all lie in [lo, lo + 15] (a 4-bit activation),
+ * two per byte: element 2k in the low nibble of byte k, element 2k + 1 in the high nibble, each
+ * stored as code - lo (0 .. 15). Only the `*_packed_*` kernels read these fields; a params struct
+ * initialised without them (zero) describes int8 storage. */
+typedef struct {
+  int32_t packed;
+  int32_t lo;
+} aq_storage;
+
 /* Output quantization shared by the MAC kernels. */
 typedef struct {
   int32_t input_offset;      /* -input zero point */
@@ -34,6 +45,7 @@ typedef struct {
   aq_requant q;
   int32_t *scratch;          /* the optimised ports' column buffer (RAM, sized at build time by
                               * aqedge/codegen/dispatch.py column_bytes), or 0 */
+  aq_storage in_store, out_store;   /* read by aq_conv_packed_* only */
 } aq_conv_params;
 
 /* CONV_2D, int8 weights. */
@@ -66,6 +78,7 @@ typedef struct {
   int16_t dil_h, dil_w;
   int16_t pad_h, pad_w;
   aq_requant q;
+  aq_storage in_store, out_store;   /* read by aq_depthwise_conv_packed_* only */
 } aq_depthwise_conv_params;
 
 /* DEPTHWISE_CONV_2D, int8 weights (filter layout 1HWC). */
@@ -99,6 +112,7 @@ typedef struct {
   int32_t out_c;
   aq_requant q;               /* per-tensor models repeat the same multiplier per channel */
   int32_t *scratch;           /* as aq_conv_params.scratch */
+  aq_storage in_store, out_store;   /* read by aq_fully_connected_packed_* only */
 } aq_fully_connected_params;
 
 /* FULLY_CONNECTED, int8 weights (filter [out_c, accum_depth]). */
@@ -122,6 +136,7 @@ typedef struct {
   int16_t stride_h, stride_w;
   int16_t pad_h, pad_w;
   int32_t act_min, act_max;
+  aq_storage in_store, out_store;   /* read by aq_*_pool_packed_s8 only */
 } aq_pool_params;
 
 /* MAX_POOL_2D and AVERAGE_POOL_2D (input and output share scale and zero point). */
@@ -147,6 +162,7 @@ void aq_relu_s8(const aq_relu_params *p, const int8_t *input, int8_t *output);
 
 typedef struct {
   int32_t size;
+  aq_storage in_store, out_store;   /* read by aq_lut_packed_s8 only */
 } aq_lut_params;
 
 /* The int8 codes -128 .. 127 in order: the input that builds a table (table[c + 128] is the
@@ -160,6 +176,7 @@ void aq_lut_s8(const aq_lut_params *p, const int8_t *table, const int8_t *input,
 typedef struct {
   int32_t size;
   int32_t act_min, act_max;
+  aq_storage in_store, out_store;   /* read by aq_clamp_packed_s8 only */
 } aq_clamp_params;
 
 /* MINIMUM / MAXIMUM against constant scalars that could not be folded into the producer: the
@@ -178,6 +195,7 @@ typedef struct {
   int32_t output_multiplier, output_shift;
   int32_t act_min, act_max;
   int32_t input2_sign;       /* +1 ADD, -1 SUB (read by aq_add_broadcast_s8; aq_add_s8 adds) */
+  aq_storage in1_store, in2_store, out_store;   /* read by aq_add_packed_s8 only */
 } aq_add_params;
 
 /* ADD of two int8 tensors of the same shape. */
@@ -224,6 +242,7 @@ typedef struct {
   int32_t count;             /* elements reduced into one output */
   int32_t input_zero_point, output_zero_point;
   int32_t multiplier, shift; /* 1/count folded in (QuantizedMeanOrSum) */
+  aq_storage in_store, out_store;   /* read by aq_mean_packed_s8 only */
 } aq_mean_params;
 
 /* MEAN over any set of axes, int8 (TFLite reference_ops::QuantizedMeanOrSum). */
@@ -308,6 +327,31 @@ typedef struct {
 
 void aq_quantize_f32_s8(const aq_affine_params *p, const float *input, int8_t *output);
 void aq_dequantize_s8_f32(const aq_affine_params *p, const int8_t *input, float *output);
+
+/* ---- The same ops over tensors stored packed (aq_storage): the params' *_store fields say
+ * which of the input(s) and output are packed. Portable C on every target (no Cortex-M port
+ * yet); MAC layers take their weights in TFLite's layout, as the "loops" / "generic" variants.
+ * ---- */
+void aq_conv_packed_s8(const aq_conv_params *p, const int8_t *input, const int8_t *filter,
+                       const int32_t *bias, int8_t *output);
+void aq_conv_packed_s4(const aq_conv_params *p, const int8_t *input, const uint8_t *filter,
+                       const int32_t *bias, int8_t *output);
+void aq_depthwise_conv_packed_s8(const aq_depthwise_conv_params *p, const int8_t *input,
+                                 const int8_t *filter, const int32_t *bias, int8_t *output);
+void aq_depthwise_conv_packed_s4(const aq_depthwise_conv_params *p, const int8_t *input,
+                                 const uint8_t *filter, const int32_t *bias, int8_t *output);
+void aq_fully_connected_packed_s8(const aq_fully_connected_params *p, const int8_t *input,
+                                  const int8_t *filter, const int32_t *bias, int8_t *output);
+void aq_fully_connected_packed_s4(const aq_fully_connected_params *p, const int8_t *input,
+                                  const uint8_t *filter, const int32_t *bias, int8_t *output);
+void aq_add_packed_s8(const aq_add_params *p, const int8_t *input1, const int8_t *input2,
+                      int8_t *output);
+void aq_max_pool_packed_s8(const aq_pool_params *p, const int8_t *input, int8_t *output);
+void aq_avg_pool_packed_s8(const aq_pool_params *p, const int8_t *input, int8_t *output);
+void aq_lut_packed_s8(const aq_lut_params *p, const int8_t *table, const int8_t *input,
+                      int8_t *output);
+void aq_clamp_packed_s8(const aq_clamp_params *p, const int8_t *input, int8_t *output);
+void aq_mean_packed_s8(const aq_mean_params *p, const int8_t *input, int8_t *output);
 
 #ifdef __cplusplus
 }

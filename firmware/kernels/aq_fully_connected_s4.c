@@ -6,5 +6,5 @@
 
 void aq_fully_connected_s4(const aq_fully_connected_params *p, const int8_t *input,
                            const uint8_t *filter, const int32_t *bias, int8_t *output) {
-  aq_fully_connected_rows_impl(p, input, filter, bias, output, 1, aq_padded_k(p->accum_depth, 1));
+  aq_fully_connected_rows_impl(p, input, filter, bias, output, 1, aq_padded_k(p->accum_depth, 1), 0, 0);
 }

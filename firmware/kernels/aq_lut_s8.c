@@ -2,7 +2,7 @@
  * code. aq_model_prepare() builds each table once, by running the op's own kernels (LOGISTIC,
  * HARD_SWISH, or LOGISTIC then MUL for Swish) on every code, so the looked-up outputs are the
  * kernels' to the bit. */
-#include "aq_kernels.h"
+#include "aq_ops_impl.h"
 
 const int8_t aq_lut_codes[256] = {
 #define AQ_ROW(b) (int8_t)(b), (int8_t)(b + 1), (int8_t)(b + 2), (int8_t)(b + 3), \
@@ -16,7 +16,5 @@ const int8_t aq_lut_codes[256] = {
 };
 
 void aq_lut_s8(const aq_lut_params *p, const int8_t *table, const int8_t *input, int8_t *output) {
-  for (int32_t i = 0; i < p->size; ++i) {
-    output[i] = table[input[i] + 128];
-  }
+  aq_lut_impl(p, table, input, output, 0, 0);
 }
