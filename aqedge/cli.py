@@ -248,7 +248,7 @@ def build(board: Optional[str] = typer.Option(None, "--board", "-b", help="Board
           out: Optional[Path] = typer.Option(None, "-o", "--out", help="Build directory (default build/<board>, build/<board>-tflm for --runtime tflm); qat.keras and model.tflite of a .keras model go next to it."),
           runtime: Optional[str] = typer.Option(None, "--runtime", help="aqedge (default: generated C) or tflm (TensorFlow Lite Micro's interpreter, compiled from --tflm-tree)."),
           tflm_tree: Optional[Path] = typer.Option(None, "--tflm-tree", help="With --runtime tflm: a TensorFlow Lite Micro source tree (create_tflm_tree.py; reference or CMSIS-NN kernels). Default: $TFLM_TREE."),
-          activation_storage: Optional[str] = typer.Option(None, "--activation-storage", help="packed: 4-bit activation tensors two codes a byte (about half the arena of a W4A4 model; portable kernels, slower); int8: a byte each; auto (default): packed only when the int8 arena does not fit the board.")) -> None:
+          activation_storage: Optional[str] = typer.Option(None, "--activation-storage", help="packed: 4-bit activation tensors two codes a byte (about half the arena of a W4A4 model, for more instructions); int8: a byte each; auto (default): packed only when the int8 arena does not fit the board.")) -> None:
     """Generate C for a model and cross-compile a firmware image for a board.
 
     Inside a project (aqedge.toml here or above) `aqedge build --board B` needs nothing else: a

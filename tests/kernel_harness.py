@@ -879,7 +879,7 @@ def _portable_peers(prepared: list[_Prepared]) -> list[str]:
         sig = _SIGNATURES[kind].format(w="void")
         name = f"aqh_ref_{kind}_{'s4' if s4 else 's8'}"
         out.append(f"static __attribute__((noinline)) void {name}({sig}) {{\n"
-                   f"  {_IMPL[kind]}(p, input, filter, bias, output, {int(s4)}, 0, 0);\n}}")
+                   f"  {_IMPL[kind]}(p, input, filter, bias, output, {int(s4)}{', 0, 0' if kind == 'fully_connected' else ''});\n}}")
     return out
 
 

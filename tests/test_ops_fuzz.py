@@ -555,11 +555,11 @@ OPS = list(BUILDERS) + [FLOAT_EDGES]
 # back with an ADD of it to itself (packed in, int8 out). The op under test then reads a packed
 # input and, where its output can be packed, writes a packed output.
 
-#: op -> the packed kernel its lowering must call.
+#: op -> the packed kernel its lowering must call (CONV_2D / DEPTHWISE_CONV_2D: their variant
+#: one output row at a time, through aq_band_of).
 PACKED_OPS = {
-    "CONV_2D": "aq_conv_packed_s8", "CONV_2D_INT4": "aq_conv_packed_s4",
-    "DEPTHWISE_CONV_2D": "aq_depthwise_conv_packed_s8",
-    "DEPTHWISE_CONV_2D_INT4": "aq_depthwise_conv_packed_s4",
+    "CONV_2D": "aq_band_of", "CONV_2D_INT4": "aq_band_of",
+    "DEPTHWISE_CONV_2D": "aq_band_of", "DEPTHWISE_CONV_2D_INT4": "aq_band_of",
     "FULLY_CONNECTED": "aq_fully_connected_packed_s8",
     "FULLY_CONNECTED_INT4": "aq_fully_connected_packed_s4",
     "ADD": "aq_add_packed_s8", "AVERAGE_POOL_2D": "aq_avg_pool_packed_s8",

@@ -59,7 +59,8 @@ def test_packed_build_equals_tflite_micro_and_halves_the_arena(bits, tmp_path):
     assert all("input or output" in s.why or "more than 16" in s.why for s in rows if not s.packed)
     assert model.plan.arena_bytes <= 0.55 * model.int8_arena_bytes
     kernels = {c.kernel for c in model.calls if c.kernel}
-    assert {"aq_conv_packed_s8", "aq_max_pool_packed_s8", "aq_conv_packed_s4"} <= kernels
+    assert {"aq_max_pool_packed_s8"} <= kernels
+    assert sum(c.band is not None for c in model.calls) == 2   # both convs, in row bands
 
     x = np.random.default_rng(1).integers(-128, 128, (30, 28, 28, 1), dtype=np.int8)
     ref = TflmReference(path.read_bytes())
@@ -93,7 +94,8 @@ def test_a_model_that_fits_only_packed_runs_on_emulated_stm32(tmp_path):
     info = json.loads((out / "build.json").read_text())
     assert info["activation_storage"] == "packed"
     assert info["arena_bytes"] == info["packed_arena_bytes"] < 128 * 1024 - 8192 < info["int8_arena_bytes"]
-    assert [k["variant"] for k in info["kernels"] if k["opcode"] == "CONV_2D"] == ["packed"] * 2
+    assert (out / "model.c").read_text().count("aq_band_of(") == 2   # both convs, in row bands
+    assert [k["row_bands"] for k in info["kernels"] if k["opcode"] == "CONV_2D"] == [True, True]
     assert sum(t["packed"] for t in info["tensors"]) == 2
     measured = _cli("measure", "--board", "qemu-stm32f405", str(out), "--dataset", "random",
                     "--samples", "3", "-o", str(out / "metrics.json"))
@@ -110,3 +112,27 @@ def test_activation_storage_is_checked_before_any_work(tmp_path):
     tflm = _cli("build", "--board", "stm32", "--model", str(path), "--runtime", "tflm",
                 "--activation-storage", "packed")
     assert tflm.returncode == 2 and "aqedge runtime" in tflm.stderr
+
+
+@pytest.mark.parametrize("op", ["CONV_2D", "CONV_2D_INT4", "DEPTHWISE_CONV_2D", "DEPTHWISE_CONV_2D_INT4"])
+def test_row_bands_run_the_cortex_m_ports_bit_exactly(op, tmp_path):
+    """The fuzz models of tests/test_ops_fuzz.py between packed tensors (10 random layers each:
+    kernel sizes, strides, padding, dilation, quantization), built packed for the emulated
+    Cortex-M4: the banded convolutions run the Cortex-M variants and equal TFLite Micro."""
+    import test_ops_fuzz as fuzz
+
+    shape = {"CONV_2D": (9, 7, 5), "CONV_2D_INT4": (6, 8, 3), "DEPTHWISE_CONV_2D": (8, 9, 8),
+             "DEPTHWISE_CONV_2D_INT4": (7, 6, 4)}[op]
+    model, _, _ = fuzz.build_model(op, 11, fuzz.BRANCHES, shape, packed=True)
+    path = tmp_path / "fuzz.tflite"
+    path.write_bytes(model)
+    out = tmp_path / "fw"
+    built = _cli("build", "--board", "qemu-mps2-an386", "--model", str(path), "-o", str(out),
+                 "--activation-storage", "packed")
+    assert built.returncode == 0, built.stderr
+    assert (out / "model.c").read_text().count("aq_band_of(") == fuzz.BRANCHES
+    measured = _cli("measure", "--board", "qemu-mps2-an386", str(out), "--dataset", "random",
+                    "--samples", "4", "-o", str(out / "metrics.json"))
+    assert measured.returncode == 0, measured.stderr
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["device_matches_reference"] == 1.0 and m["samples"] == 4

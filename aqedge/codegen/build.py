@@ -14,7 +14,7 @@ from ..boards import Board, fit_hint
 from ..errors import AqError
 from ..preprocess import Affine
 from .graph import Graph, Tensor, read_tflite
-from .lower import kernel_variants, scratch_bytes
+from .lower import band_bytes, kernel_variants, scratch_bytes
 from .storage import LoweredModel, describe, lower_model, summary
 from .project import compile_project, rx_max_for_input, write_project
 from .render import render_model
@@ -157,7 +157,7 @@ def _check_fits_arena(graph: Graph, arena_bytes: int, scratch: int, board: Board
     `storage` says how the activations were stored, in the message."""
     budget = board.ram_bytes - board.stack_bytes
     if arena_bytes + scratch > budget:
-        also = f" and {scratch:,} for the kernels' column buffer" if scratch else ""
+        also = f" and {scratch:,} for the kernels' column and band buffers" if scratch else ""
         raise AqError(f"{label} does not fit {board.name}: its activation arena needs {arena_bytes:,} "
                       f"bytes of RAM, the board has {board.ram_bytes:,} ({budget:,} after a "
                       f"{board.stack_bytes:,}-byte stack{also}){storage}"
@@ -195,8 +195,8 @@ def build(model_path: Path, board: Board, out_dir: Path, activation_storage: str
     sha256 = hashlib.sha256(data).hexdigest()
     model = lower_model(graph, str(model_path), activation_storage, _ram_for_arena(board, graph))
     calls, plan = model.calls, model.plan
-    _check_fits_arena(graph, plan.arena_bytes, scratch_bytes(calls), board, str(model_path),
-                      _storage_note(model))
+    _check_fits_arena(graph, plan.arena_bytes, scratch_bytes(calls) + sum(band_bytes(calls)), board,
+                      str(model_path), _storage_note(model))
     inp, out = graph.tensors[graph.inputs[0]], graph.tensors[graph.outputs[0]]
     # Built in a staged copy of out_dir that replaces it only once everything succeeded.
     with staged_dir(out_dir, drop=(BUILD_INFO,)) as stage:

@@ -331,16 +331,15 @@ def _fully_connected(p: dict[str, Any], s4: bool) -> Variant:
                    scratch_bytes=column_bytes(p["accum_depth"], s4))
 
 
-_PACKED_KERNELS = {"conv": "aq_conv_packed", "depthwise": "aq_depthwise_conv_packed",
-                   "fully_connected": "aq_fully_connected_packed"}
-
-
 def packed(kind: str, s4: bool) -> Variant:
-    """The variant of a layer that reads or writes a packed activation tensor (storage.py):
-    the portable loops over TFLite's weight layout, nibbles unpacked and packed in registers."""
-    return Variant(kind, "packed", f"{_PACKED_KERNELS[kind]}_{_suffix(s4)}",
+    """The variant of a FULLY_CONNECTED layer that reads or writes a packed activation tensor
+    (storage.py): the portable loops over TFLite's weight layout, nibbles unpacked and packed in
+    registers. (CONV_2D and DEPTHWISE_CONV_2D keep their variant and run in row bands.)"""
+    if kind != "fully_connected":
+        raise ValueError(f"no packed variant for {kind!r}: it runs in row bands")
+    return Variant(kind, "packed", f"aq_fully_connected_packed_{_suffix(s4)}",
                    "reads or writes 4-bit activations stored two per byte: portable loops "
-                   "(no Cortex-M port yet), TFLite's weight layout")
+                   "(no Cortex-M port), TFLite's weight layout")
 
 
 def select(kind: str, params: dict[str, Any], s4: bool, weights: np.ndarray,

@@ -54,6 +54,9 @@ class KernelCall:
     comment: str = ""
     #: MAC layers: the kernel variant dispatch.py chose (named in model.c, inspect, build.json).
     variant: dispatch.Variant | None = None
+    #: CONV_2D / DEPTHWISE_CONV_2D reading or writing a packed tensor: the aq_band_params with
+    #: which model.c runs the variant one output row at a time (storage.apply).
+    band: dict[str, Any] | None = None
 
 
 class Unsupported(Exception):
@@ -111,9 +114,9 @@ def _bias_values(graph: Graph, index: int, channels: int) -> np.ndarray | None:
 
 def _mac_arrays(graph: Graph, op: Op, p: str, kind: str, params: dict[str, Any], w: Tensor,
                 shifts: list[int], weight_name: str, layout: str,
-                packed: bool) -> tuple[dispatch.Variant, str, list[ConstArray]]:
-    """The kernel variant of a MAC layer (dispatch.py; its "packed" variant when the layer
-    reads or writes a packed tensor) and its flash arrays: the weights in the variant's order
+                packed: bool = False) -> tuple[dispatch.Variant, str, list[ConstArray]]:
+    """The kernel variant of a MAC layer (dispatch.py; a FULLY_CONNECTED that reads or writes a
+    packed tensor gets the "packed" variant) and its flash arrays: the weights in the variant's order
     (INT4 stays packed) and the bias it takes; sets params["q"]["guard"].
     Returns (variant, bias argument, arrays)."""
     s4 = w.dtype == "int4"
@@ -172,12 +175,26 @@ def scratch_bytes(calls: list[KernelCall]) -> int:
     return max([c.variant.scratch_bytes for c in calls if c.variant is not None] + [0])
 
 
+def band_bytes(calls: list[KernelCall]) -> tuple[int, int]:
+    """Bytes of model.c's aq_band_in and aq_band_out: the largest unpacked band of input rows
+    and staged output row of the calls run in row bands (0, 0 without any)."""
+    ins, outs = [0], [0]
+    for c in calls:
+        b = c.band
+        if b is not None:
+            rows = min(b["dil_h"] * (b["k_h"] - 1) + 1, b["in_h"])
+            ins.append(rows * b["in_row"] if b["in_store"]["packed"] else 0)
+            outs.append(b["out_row"] if b["out_store"]["packed"] else 0)
+    return max(ins), max(outs)
+
+
 #: Pixels the Cortex-M MAC kernels read into their column buffer before writing any of them
 #: (AQ_CM_PIXELS in firmware/kernels/cortex-m/aq_cm_impl.h).
 CM_PIXEL_BLOCK = 4
 
 
-def window_lead(params: dict[str, Any], in_packed: bool = False, out_packed: bool = False) -> int:
+def window_lead(params: dict[str, Any], in_packed: bool = False, out_packed: bool = False,
+                rows: bool = False) -> int:
     """Smallest lead (bytes) by which a conv / depthwise output may start below its input and
     still overwrite only input bytes that no later read needs, for every kernel we build:
 
@@ -193,7 +210,8 @@ def window_lead(params: dict[str, Any], in_packed: bool = False, out_packed: boo
       portable loop does. Both are covered by taking the maximum of the two conditions.
 
     Packed tensors (storage.py) hold element e in byte e // 2: the bytes written so far end at
-    ceil(end / 2), the lowest byte still to be read is floor(low / 2).
+    ceil(end / 2), the lowest byte still to be read is floor(low / 2). `rows`: the call runs in
+    row bands (storage.apply), reading a whole output row's fields before writing the row.
     """
     in_h, in_w, in_c = params["in_h"], params["in_w"], params["in_c"]
     out_h, out_w, out_c = params["out_h"], params["out_w"], params["out_c"]
@@ -215,13 +233,14 @@ def window_lead(params: dict[str, Any], in_packed: bool = False, out_packed: boo
     if out_packed:
         ends = (ends + 1) // 2
     lead = int(np.max(ends[:n] - low[:n]))
-    for b in range(0, n, CM_PIXEL_BLOCK):
-        last = min(b + CM_PIXEL_BLOCK, n)
-        lead = max(lead, int(ends[last - 1] - low[last]))
+    for block in (CM_PIXEL_BLOCK, out_w) if rows else (CM_PIXEL_BLOCK,):
+        for b in range(0, n, block):
+            last = min(b + block, n)
+            lead = max(lead, int(ends[last - 1] - low[last]))
     return max(lead, 0)
 
 
-def _conv(graph: Graph, op: Op, p: str, packed: bool = False) -> KernelCall:
+def _conv(graph: Graph, op: Op, p: str) -> KernelCall:
     x = _require_int8(graph.tensor(op.inputs[0]), "input")
     w = _weights(graph.tensor(op.inputs[1]), "filter")
     y = _require_int8(graph.tensor(op.outputs[0]), "output")
@@ -237,15 +256,14 @@ def _conv(graph: Graph, op: Op, p: str, packed: bool = False) -> KernelCall:
     params = {"in_h": in_h, "in_w": in_w, "in_c": in_c, "out_h": out_h, "out_w": out_w,
               "out_c": out_c, "k_h": k_h, "k_w": k_w, "filter_in_c": f_in_c,
               **_conv_geometry(op, (in_h, in_w), (k_h, k_w), (out_h, out_w)), "q": q}
-    v, bias, arrays = _mac_arrays(graph, op, p, "conv", params, w, shifts, f"{p}_filter", "filter OHWI",
-                                  packed)
+    v, bias, arrays = _mac_arrays(graph, op, p, "conv", params, w, shifts, f"{p}_filter", "filter OHWI")
     return KernelCall(op, v.kernel, "aq_conv_params", params,
                       [op.inputs[0], f"{p}_filter", bias, op.outputs[0]], arrays + rq_arrays,
                       inplace=[(op.inputs[0], window_lead(params))], variant=v,
                       comment=f"{k_h}x{k_w} conv {in_h}x{in_w}x{in_c} -> {out_h}x{out_w}x{out_c}")
 
 
-def _depthwise(graph: Graph, op: Op, p: str, packed: bool = False) -> KernelCall:
+def _depthwise(graph: Graph, op: Op, p: str) -> KernelCall:
     x = _require_int8(graph.tensor(op.inputs[0]), "input")
     w = _weights(graph.tensor(op.inputs[1]), "filter")
     y = _require_int8(graph.tensor(op.outputs[0]), "output")
@@ -261,8 +279,7 @@ def _depthwise(graph: Graph, op: Op, p: str, packed: bool = False) -> KernelCall
     params = {"in_h": in_h, "in_w": in_w, "in_c": in_c, "out_h": out_h, "out_w": out_w,
               "out_c": out_c, "k_h": k_h, "k_w": k_w, "depth_multiplier": out_c // in_c,
               **_conv_geometry(op, (in_h, in_w), (k_h, k_w), (out_h, out_w)), "q": q}
-    v, bias, arrays = _mac_arrays(graph, op, p, "depthwise", params, w, shifts, f"{p}_filter", "filter 1HWC",
-                                  packed)
+    v, bias, arrays = _mac_arrays(graph, op, p, "depthwise", params, w, shifts, f"{p}_filter", "filter 1HWC")
     return KernelCall(op, v.kernel, "aq_depthwise_conv_params", params,
                       [op.inputs[0], f"{p}_filter", bias, op.outputs[0]], arrays + rq_arrays,
                       inplace=[(op.inputs[0], window_lead(params))], variant=v,
@@ -905,19 +922,22 @@ def tabulate(graph: Graph, calls: list[KernelCall]) -> None:
 
 def kernel_variants(calls) -> list[dict]:
     """The kernel variant of each MAC layer, as dispatch.py chose it at build time: rows
-    {op, opcode, kernel, variant, why} (also in build.json and the comments of model.c)."""
+    {op, opcode, kernel, variant, why, row_bands} (also in build.json and the comments of
+    model.c); `row_bands`: run one output row at a time over packed tensors (storage.py)."""
     return [{"op": c.op.index, "opcode": c.op.opcode, "kernel": c.kernel, "variant": c.variant.name,
-             "why": c.variant.why} for c in calls if c.variant is not None]
+             "why": c.variant.why, "row_bands": c.band is not None}
+            for c in calls if c.variant is not None]
 
 
-#: The MAC layers, whose lowering picks the "packed" kernel variant for packed tensors.
-_MAC_LOWERINGS = (_conv, _depthwise, _fully_connected)
+#: The lowerings that pick another kernel for packed tensors (CONV_2D and DEPTHWISE_CONV_2D
+#: keep theirs and run it in row bands: storage.apply).
+_MAC_LOWERINGS = (_fully_connected,)
 
 
 def lower(graph: Graph, label: str, packed: frozenset[int] = frozenset()) -> list[KernelCall]:
     """Lower every op; raise AqError listing every op that cannot run, with index and types.
-    `packed`: the tensors stored packed (storage.py), whose MAC layers get the packed variant;
-    storage.apply() then sets every call's storages."""
+    `packed`: the tensors stored packed (storage.py), whose FULLY_CONNECTED layers get the
+    packed variant; storage.apply() then sets every call's storages."""
     check_io(graph, label)
     calls, problems = [], []
     for op in graph.ops:

@@ -12,7 +12,7 @@ import numpy as np
 from .. import __version__
 from ..resources import data_dir
 from .graph import Graph
-from .lower import ConstArray, KernelCall, scratch_bytes
+from .lower import ConstArray, KernelCall, band_bytes, scratch_bytes
 from .plan import MemoryPlan
 
 MODEL_SOURCES = ["model.c", "model_data.c"]
@@ -58,6 +58,7 @@ def render_model(graph: Graph, calls: list[KernelCall], plan: MemoryPlan, model_
         arrays=arrays, calls=calls, arena_bytes=plan.arena_bytes,
         lut_scratch=any(c.table and len(c.table) > 1 for c in calls),
         scratch_words=-(-scratch_bytes(calls) // 4),
+        band_in_bytes=band_bytes(calls)[0], band_out_bytes=band_bytes(calls)[1],
         input_shape=list(inp.shape), input_bytes=inp.nbytes, input_offset=plan.offsets[inp.index],
         output_shape=list(out.shape), output_bytes=out.nbytes, output_offset=plan.offsets[out.index],
     )

@@ -23,8 +23,8 @@ from .lower import KernelCall, act_params, alias_roots, lower, scratch_bytes, wi
 from .plan import MemoryPlan, plan_memory
 
 #: --activation-storage: "packed" packs every packable tensor, "int8" none, "auto" packs only
-#: when the int8-storage arena does not fit the board (the packed kernels are portable C, with
-#: no Cortex-M port yet: slower than the int8 ones).
+#: when the int8-storage arena does not fit the board (packing costs instructions: unpacking
+#: and packing around the convolutions' own kernels, portable packed kernels for the rest).
 MODES = ("auto", "packed", "int8")
 
 #: int8-storage kernel -> its packed twin, for the non-MAC ops (the MAC layers switch to the
@@ -61,6 +61,8 @@ def _data_inputs(call: KernelCall) -> list[int]:
 
 
 def _packable_kernel(call: KernelCall) -> bool:
+    """CONV_2D / DEPTHWISE_CONV_2D (row bands), FULLY_CONNECTED (its packed variant) and the
+    kernels with a packed twin."""
     return call.variant is not None or call.kernel in PACKED_TWINS
 
 
@@ -144,11 +146,20 @@ def _store(s: TensorStorage | None) -> dict[str, int]:
     return {"packed": 1, "lo": s.lo} if s is not None and s.packed else {"packed": 0, "lo": 0}
 
 
+def _band(params: dict, in_store: dict, out_store: dict) -> dict:
+    """The aq_band_params of a CONV_2D / DEPTHWISE_CONV_2D run in row bands."""
+    return {"in_h": params["in_h"], "k_h": params["k_h"], "stride_h": params["stride_h"],
+            "dil_h": params["dil_h"], "pad_h": params["pad_h"],
+            "in_row": params["in_w"] * params["in_c"], "out_row": params["out_w"] * params["out_c"],
+            "in_store": in_store, "out_store": out_store}
+
+
 def apply(calls: list[KernelCall], storages: dict[int, TensorStorage]) -> None:
     """Point every call that reads or writes a packed tensor at its packed twin, with the
-    storage of each input and the output in its params, and keep only the in-place overlaps
-    that stay safe with the storages (a packed output may overwrite an int8 input at or above
-    it, not the other way round; windowed ops get their lead recomputed in bytes)."""
+    storage of each input and the output in its params (CONV_2D and DEPTHWISE_CONV_2D: their
+    own variant run one output row at a time, `KernelCall.band`), and keep only the in-place
+    overlaps that stay safe with the storages (a packed output may overwrite an int8 input at
+    or above it, not the other way round; windowed ops get their lead recomputed in bytes)."""
     for call in calls:
         if not call.kernel:
             continue
@@ -158,22 +169,45 @@ def apply(calls: list[KernelCall], storages: dict[int, TensorStorage]) -> None:
         out_packed = out is not None and out.packed
         if not (any(packed_in) or out_packed):
             continue
-        fields = _INPUT_FIELDS.get(call.kernel, ("in_store",))
-        for name, t in zip(fields, ins):
-            call.params[name] = _store(storages.get(t))
-        call.params["out_store"] = _store(out)
-        if call.variant is None:
-            call.kernel = PACKED_TWINS[call.kernel]
+        if _windowed(call):
+            _pixel_rows(call.params)
+            call.band = _band(call.params, _store(storages.get(ins[0])), _store(out))
+            call.comment += ", packed activations: one output row at a time"
+        else:
+            fields = _INPUT_FIELDS.get(call.kernel, ("in_store",))
+            for name, t in zip(fields, ins):
+                call.params[name] = _store(storages.get(t))
+            call.params["out_store"] = _store(out)
+            if call.variant is None:
+                call.kernel = PACKED_TWINS[call.kernel]
+            call.comment += ", packed activations"
         call.inplace = _inplace(call, storages, out_packed)
-        call.comment += ", packed activations"
+
+
+def _pixel_rows(params: dict) -> None:
+    """A 1x1 convolution with stride 1 and no padding maps each pixel to itself, so its rows
+    can be regrouped: the pixels as rows of the smallest multiple of 4 at least a row long that
+    divides their count, so that the Cortex-M kernels' 4-pixel blocks fill up in every band
+    (a 6x6 layer runs as 3 rows of 12, not 6 rows of 6)."""
+    if (params["k_h"], params["k_w"], params["stride_h"], params["stride_w"], params["pad_h"],
+            params["pad_w"]) != (1, 1, 1, 1, 0, 0):
+        return
+    pixels = params["out_h"] * params["out_w"]
+    width = next((w for w in range(4, pixels + 1, 4) if w >= params["out_w"] and pixels % w == 0), None)
+    if width is not None and width != params["out_w"]:
+        params.update(in_h=pixels // width, in_w=width, out_h=pixels // width, out_w=width)
+
+
+def _windowed(call: KernelCall) -> bool:
+    return call.variant is not None and call.variant.kind in ("conv", "depthwise")
 
 
 def _inplace(call: KernelCall, storages, out_packed: bool) -> list[tuple[int, int]]:
     kept = []
     for t, lead in call.inplace:
         in_packed = storages.get(t) is not None and storages[t].packed
-        if call.variant is not None and call.variant.kind in ("conv", "depthwise"):
-            kept.append((t, window_lead(call.params, in_packed, out_packed)))
+        if _windowed(call):
+            kept.append((t, window_lead(call.params, in_packed, out_packed, rows=True)))
         elif in_packed == out_packed or out_packed:
             kept.append((t, lead))
     return kept
@@ -210,10 +244,10 @@ def describe(mode: str, packed_count: int, arena: int, int8_arena: int, packed_a
     """One line on how a build stores its activations (`aqedge build` prints it)."""
     if mode == "packed":
         return (f"activations: {packed_count} tensor(s) packed, two 4-bit codes a byte: arena "
-                f"{arena:,} B (int8 storage: {int8_arena:,} B); their kernels are portable C")
+                f"{arena:,} B (int8 storage: {int8_arena:,} B), for more instructions")
     if packed_arena < int8_arena:
         return (f"activations: int8, arena {arena:,} B (--activation-storage packed: "
-                f"{packed_arena:,} B, with slower portable kernels)")
+                f"{packed_arena:,} B, for more instructions)")
     return f"activations: int8, arena {arena:,} B (no tensor can be packed)"
 
 
@@ -235,7 +269,7 @@ def lower_model(graph: Graph, label: str, mode: str = "int8",
     packed_plan = plan_memory(graph, packed_calls, packed)
     fits = ram_budget is None or int8_plan.arena_bytes + scratch_bytes(calls) <= ram_budget
     if mode == "int8" or (mode == "auto" and fits):
-        why = (f"auto: the int8 arena fits the {ram_budget:,} B the board leaves for it (packed kernels are slower)"
+        why = (f"auto: the int8 arena fits the {ram_budget:,} B the board leaves for it (packing costs instructions)"
                if mode == "auto" and ram_budget is not None else
                "auto without a board: int8" if mode == "auto" else None)
         storages = decide(graph, calls, "int8", *(why,) if why else ())

@@ -15,7 +15,7 @@ extern "C" {
  * (aqedge/codegen/storage.py; docs/architecture.md, "Packed activations"). packed = 0: one int8
  * code per byte. packed = 1: a tensor whose codes all lie in [lo, lo + 15] (a 4-bit activation),
  * two per byte: element 2k in the low nibble of byte k, element 2k + 1 in the high nibble, each
- * stored as code - lo (0 .. 15). Only the `*_packed_*` kernels read these fields; a params struct
+ * stored as code - lo (0 .. 15). Only the `*_packed_*` kernels and aq_band_* read these fields; a params struct
  * initialised without them (zero) describes int8 storage. */
 typedef struct {
   int32_t packed;
@@ -45,7 +45,6 @@ typedef struct {
   aq_requant q;
   int32_t *scratch;          /* the optimised ports' column buffer (RAM, sized at build time by
                               * aqedge/codegen/dispatch.py column_bytes), or 0 */
-  aq_storage in_store, out_store;   /* read by aq_conv_packed_* only */
 } aq_conv_params;
 
 /* CONV_2D, int8 weights. */
@@ -78,7 +77,6 @@ typedef struct {
   int16_t dil_h, dil_w;
   int16_t pad_h, pad_w;
   aq_requant q;
-  aq_storage in_store, out_store;   /* read by aq_depthwise_conv_packed_* only */
 } aq_depthwise_conv_params;
 
 /* DEPTHWISE_CONV_2D, int8 weights (filter layout 1HWC). */
@@ -328,18 +326,32 @@ typedef struct {
 void aq_quantize_f32_s8(const aq_affine_params *p, const float *input, int8_t *output);
 void aq_dequantize_s8_f32(const aq_affine_params *p, const int8_t *input, float *output);
 
-/* ---- The same ops over tensors stored packed (aq_storage): the params' *_store fields say
- * which of the input(s) and output are packed. Portable C on every target (no Cortex-M port
- * yet); MAC layers take their weights in TFLite's layout, as the "loops" / "generic" variants.
- * ---- */
-void aq_conv_packed_s8(const aq_conv_params *p, const int8_t *input, const int8_t *filter,
-                       const int32_t *bias, int8_t *output);
-void aq_conv_packed_s4(const aq_conv_params *p, const int8_t *input, const uint8_t *filter,
-                       const int32_t *bias, int8_t *output);
-void aq_depthwise_conv_packed_s8(const aq_depthwise_conv_params *p, const int8_t *input,
-                                 const int8_t *filter, const int32_t *bias, int8_t *output);
-void aq_depthwise_conv_packed_s4(const aq_depthwise_conv_params *p, const int8_t *input,
-                                 const uint8_t *filter, const int32_t *bias, int8_t *output);
+/* ---- Ops over tensors stored packed (aq_storage): the params' *_store fields say which of the
+ * input(s) and output are packed. Portable C on every target. ---- */
+
+/* CONV_2D and DEPTHWISE_CONV_2D over packed tensors run their usual kernel (variant, Cortex-M
+ * port and all) one output row at a time: the input rows that row reads unpacked into an int8
+ * band buffer, the row written to a staging buffer and packed (generated model.c, from these). */
+typedef struct {
+  int16_t in_h, k_h, stride_h, dil_h, pad_h;   /* the layer's */
+  int32_t in_row, out_row;                      /* elements per input / output row */
+  aq_storage in_store, out_store;
+} aq_band_params;
+
+typedef struct {
+  int32_t first, rows, pad;   /* first input row read, rows read, padding rows above them */
+} aq_band;
+
+aq_band aq_band_of(const aq_band_params *b, int32_t oy);
+/* The band's rows as int8: unpacked into `buffer` (the rows `prev`, the band before it, left
+ * there are moved down, not unpacked again), or in place when the input is int8. */
+const int8_t *aq_band_input(const aq_band_params *b, const aq_band *band, const aq_band *prev,
+                            const int8_t *input, int8_t *buffer);
+/* Where the kernel writes output row oy: `staging` when the output is packed, else the row. */
+int8_t *aq_band_output(const aq_band_params *b, int8_t *output, int32_t oy, int8_t *staging);
+/* Pack the staged row into output row oy (nothing when the output is int8). */
+void aq_band_store(const aq_band_params *b, const int8_t *row, int8_t *output, int32_t oy);
+
 void aq_fully_connected_packed_s8(const aq_fully_connected_params *p, const int8_t *input,
                                   const int8_t *filter, const int32_t *bias, int8_t *output);
 void aq_fully_connected_packed_s4(const aq_fully_connected_params *p, const int8_t *input,

@@ -1,8 +1,6 @@
 /* Loop bodies shared by the int8-weight (s8) and packed-INT4-weight (s4) MAC kernels.
  * Each aq_<op>_<s8|s4>.c instantiates one with a constant `s4` flag, so the compiler emits a
  * specialised kernel per weight type; INT4 weights are unpacked in registers, never into RAM.
- * `si` / `so` are the input's and output's storage (aq_storage.h): 0 (int8) in the int8 kernels,
- * the params' fields in the aq_*_packed_* ones.
  * Private to firmware/kernels/: not part of the public API. */
 #ifndef AQ_MAC_IMPL_H
 #define AQ_MAC_IMPL_H
@@ -22,8 +20,7 @@ static inline int32_t aq_weight(const void *filter, int32_t i, int s4) {
 /* CONV_2D with filter rows (output channels) `row` weights apart. */
 static inline void aq_conv_rows_impl(const aq_conv_params *p, const int8_t *input,
                                      const void *filter, const int32_t *bias, int8_t *output,
-                                     int s4, int32_t row, const aq_storage *si,
-                                     const aq_storage *so) {
+                                     int s4, int32_t row) {
   const int out_per_group = p->out_c / (p->in_c / p->filter_in_c);
   for (int oy = 0; oy < p->out_h; ++oy) {
     const int in_y0 = oy * p->stride_h - p->pad_h;
@@ -39,17 +36,18 @@ static inline void aq_conv_rows_impl(const aq_conv_params *p, const int8_t *inpu
           for (int kx = 0; kx < p->k_w; ++kx) {
             const int in_x = in_x0 + p->dil_w * kx;
             if (in_x < 0 || in_x >= p->in_w) continue;
-            const int32_t x = ((int32_t)in_y * p->in_w + in_x) * p->in_c + group * p->filter_in_c;
+            const int8_t *x = input + ((int32_t)in_y * p->in_w + in_x) * p->in_c +
+                              group * p->filter_in_c;
             const int32_t wk = w0 + (ky * p->k_w + kx) * p->filter_in_c;
             for (int ic = 0; ic < p->filter_in_c; ++ic) {
-              acc += aq_weight(filter, wk + ic, s4) * (aq_act_get(input, x + ic, si) + p->q.input_offset);
+              acc += aq_weight(filter, wk + ic, s4) * (x[ic] + p->q.input_offset);
             }
           }
         }
         if (bias) acc += bias[oc];
         acc = aq_requantize(acc, p->q.multiplier[oc], p->q.shift[oc]) + p->q.output_offset;
-        aq_act_set(output, ((int32_t)oy * p->out_w + ox) * p->out_c + oc,
-                   aq_clamp(acc, p->q.act_min, p->q.act_max), so);
+        output[((int32_t)oy * p->out_w + ox) * p->out_c + oc] =
+            (int8_t)aq_clamp(acc, p->q.act_min, p->q.act_max);
       }
     }
   }
@@ -57,16 +55,13 @@ static inline void aq_conv_rows_impl(const aq_conv_params *p, const int8_t *inpu
 
 /* CONV_2D, TFLite's filter layout (INT4: packed across rows). */
 static inline void aq_conv_impl(const aq_conv_params *p, const int8_t *input, const void *filter,
-                                const int32_t *bias, int8_t *output, int s4,
-                                const aq_storage *si, const aq_storage *so) {
-  aq_conv_rows_impl(p, input, filter, bias, output, s4, (int32_t)p->k_h * p->k_w * p->filter_in_c,
-                    si, so);
+                                const int32_t *bias, int8_t *output, int s4) {
+  aq_conv_rows_impl(p, input, filter, bias, output, s4, (int32_t)p->k_h * p->k_w * p->filter_in_c);
 }
 
 static inline void aq_depthwise_conv_impl(const aq_depthwise_conv_params *p, const int8_t *input,
                                           const void *filter, const int32_t *bias,
-                                          int8_t *output, int s4, const aq_storage *si,
-                                          const aq_storage *so) {
+                                          int8_t *output, int s4) {
   for (int oy = 0; oy < p->out_h; ++oy) {
     const int in_y0 = oy * p->stride_h - p->pad_h;
     for (int ox = 0; ox < p->out_w; ++ox) {
@@ -81,22 +76,23 @@ static inline void aq_depthwise_conv_impl(const aq_depthwise_conv_params *p, con
             for (int kx = 0; kx < p->k_w; ++kx) {
               const int in_x = in_x0 + p->dil_w * kx;
               if (in_x < 0 || in_x >= p->in_w) continue;
-              const int32_t x = aq_act_get(input, ((int32_t)in_y * p->in_w + in_x) * p->in_c + ic, si);
+              const int32_t x = input[((int32_t)in_y * p->in_w + in_x) * p->in_c + ic];
               const int32_t w = aq_weight(filter, (ky * p->k_w + kx) * p->out_c + oc, s4);
               acc += w * (x + p->q.input_offset);
             }
           }
           if (bias) acc += bias[oc];
           acc = aq_requantize(acc, p->q.multiplier[oc], p->q.shift[oc]) + p->q.output_offset;
-          aq_act_set(output, ((int32_t)oy * p->out_w + ox) * p->out_c + oc,
-                     aq_clamp(acc, p->q.act_min, p->q.act_max), so);
+          output[((int32_t)oy * p->out_w + ox) * p->out_c + oc] =
+              (int8_t)aq_clamp(acc, p->q.act_min, p->q.act_max);
         }
       }
     }
   }
 }
 
-/* FULLY_CONNECTED with rows `row` weights apart. */
+/* FULLY_CONNECTED with rows `row` weights apart; `si` / `so`: the input's and output's storage
+ * (aq_storage.h), 0 (int8) in the int8 kernels, the params' in aq_fully_connected_packed_*. */
 static inline void aq_fully_connected_rows_impl(const aq_fully_connected_params *p,
                                                 const int8_t *input, const void *filter,
                                                 const int32_t *bias, int8_t *output, int s4,

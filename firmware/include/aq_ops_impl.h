@@ -1,6 +1,6 @@
-/* Loop bodies of the non-MAC kernels that meet 4-bit tensors (ADD, pooling, tables, clamps,
- * MEAN), shared by the int8-storage kernel (storages 0) and its aq_*_packed_s8 twin (the
- * params' *_store fields; aq_storage.h). Private to firmware/kernels/: not part of the public
+/* Loop bodies of the non-MAC kernels that meet 4-bit tensors (pooling, tables, clamps, MEAN),
+ * shared by the int8-storage kernel (storages 0) and its aq_*_packed_s8 twin (the params'
+ * *_store fields; aq_storage.h). Private to firmware/kernels/: not part of the public
  * API. */
 #ifndef AQ_OPS_IMPL_H
 #define AQ_OPS_IMPL_H
@@ -8,21 +8,6 @@
 #include "aq_kernels.h"
 #include "aq_math.h"
 #include "aq_storage.h"
-
-/* ADD, same-shape inputs (TFLite reference_integer_ops::AddElementwise): both inputs are
- * brought to a common scale with 20 bits of headroom, summed, then requantized. */
-static inline void aq_add_impl(const aq_add_params *p, const int8_t *input1, const int8_t *input2,
-                               int8_t *output, const aq_storage *s1, const aq_storage *s2,
-                               const aq_storage *so) {
-  for (int32_t i = 0; i < p->size; ++i) {
-    const int32_t a = aq_shl(aq_act_get(input1, i, s1) + p->input1_offset, p->left_shift);
-    const int32_t b = aq_shl(aq_act_get(input2, i, s2) + p->input2_offset, p->left_shift);
-    const int32_t sum = aq_requantize(a, p->input1_multiplier, p->input1_shift) +
-                        aq_requantize(b, p->input2_multiplier, p->input2_shift);
-    const int32_t out = aq_requantize(sum, p->output_multiplier, p->output_shift) + p->output_offset;
-    aq_act_set(output, i, aq_clamp(out, p->act_min, p->act_max), so);
-  }
-}
 
 /* MAX_POOL_2D (avg = 0, TFLite reference_integer_ops::MaxPool) or AVERAGE_POOL_2D (avg = 1,
  * AveragePool: the mean over the taps inside the image, rounded half away from zero). */

@@ -27,4 +27,38 @@ static inline void aq_act_set(int8_t *t, int32_t i, int32_t code, const aq_stora
   *byte = (i & 1) ? (uint8_t)((*byte & 0x0Fu) | (nibble << 4)) : (uint8_t)((*byte & 0xF0u) | nibble);
 }
 
+/* Elements [start, start + n) of a tensor in storage `s` as int8 codes in `dst`, a byte (two
+ * codes) at a time. */
+static inline void aq_act_unpack(const int8_t *t, int32_t start, int32_t n, const aq_storage *s,
+                                 int8_t *dst) {
+  int32_t i = 0;
+  if (start & 1) {
+    dst[0] = (int8_t)aq_act_get(t, start, s);
+    i = 1;
+  }
+  const uint8_t *src = (const uint8_t *)t + ((start + i) >> 1);
+  const int32_t lo = s->lo;
+  for (; i + 1 < n; i += 2) {
+    const uint32_t byte = *src++;
+    dst[i] = (int8_t)((int32_t)(byte & 15u) + lo);
+    dst[i + 1] = (int8_t)((int32_t)(byte >> 4) + lo);
+  }
+  if (i < n) dst[i] = (int8_t)aq_act_get(t, start + i, s);
+}
+
+/* Store the n int8 codes of `src` as elements [start, start + n) of packed tensor `t`. */
+static inline void aq_act_pack(const int8_t *src, int8_t *t, int32_t start, int32_t n,
+                               const aq_storage *s) {
+  int32_t i = 0;
+  if (start & 1) {
+    aq_act_set(t, start, src[0], s);
+    i = 1;
+  }
+  uint8_t *dst = (uint8_t *)t + ((start + i) >> 1);
+  const int32_t lo = s->lo;
+  for (; i + 1 < n; i += 2)
+    *dst++ = (uint8_t)(((uint32_t)(src[i] - lo) & 15u) | (((uint32_t)(src[i + 1] - lo) & 15u) << 4));
+  if (i < n) aq_act_set(t, start + i, src[i], s);
+}
+
 #endif /* AQ_STORAGE_H */

@@ -6,5 +6,5 @@
 void aq_conv_s8(const aq_conv_params *p, const int8_t *input, const int8_t *filter,
                 const int32_t *bias, int8_t *output) {
   const int32_t K = (int32_t)p->k_h * p->k_w * p->filter_in_c;
-  aq_conv_rows_impl(p, input, filter, bias, output, 0, aq_padded_k(K, 0), 0, 0);
+  aq_conv_rows_impl(p, input, filter, bias, output, 0, aq_padded_k(K, 0));
 }

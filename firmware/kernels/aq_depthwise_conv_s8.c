@@ -3,5 +3,5 @@
 
 void aq_depthwise_conv_s8(const aq_depthwise_conv_params *p, const int8_t *input, const int8_t *filter,
                           const int32_t *bias, int8_t *output) {
-  aq_depthwise_conv_impl(p, input, filter, bias, output, 0, 0, 0);
+  aq_depthwise_conv_impl(p, input, filter, bias, output, 0);
 }
