@@ -352,7 +352,8 @@ def packed_table(rows: list[dict]) -> list[str]:
     if not packed:
         return []
     lines = ["", "Packed activations (`aqedge build --activation-storage packed`: 4-bit tensors two "
-             "codes a byte, portable packed kernels) against the same model with int8 storage:", "",
+             "codes a byte; convolutions on their own kernels one output row at a time) against the same "
+             "model with int8 storage:", "",
              "| model | board | packed tensors | arena B int8 | arena B packed | ratio | instr int8 | "
              "instr packed | ratio | flash B int8 | flash B packed | bit-exact |",
              "| --- | --- |" + " ---: |" * 10]

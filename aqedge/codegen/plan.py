@@ -18,7 +18,7 @@ import random
 from dataclasses import dataclass, field
 
 from .graph import Graph
-from .lower import KernelCall
+from .lower import KernelCall, alias_roots
 
 ALIGN = 8
 #: Seeded random placement orders tried on graphs of at most MAX_SHUFFLED buffers.
@@ -52,17 +52,7 @@ def plan_memory(graph: Graph, calls: list[KernelCall],
                 packed: frozenset[int] = frozenset()) -> MemoryPlan:
     """Assign arena offsets to every non-constant tensor the calls touch; the `packed` ones
     (storage.py) take half their element count in bytes, rounded up."""
-    root: dict[int, int] = {}
-
-    def find(t: int) -> int:
-        while root.get(t, t) != t:
-            t = root[t]
-        return t
-
-    for call in calls:
-        if call.alias:
-            root[find(call.alias[0])] = find(call.alias[1])
-
+    find = alias_roots(calls)
     spans: dict[int, list[int]] = {}
 
     def touch(t: int, step: int) -> None:
