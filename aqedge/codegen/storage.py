@@ -5,8 +5,10 @@ A tensor (with the tensors aliasing it: reshapes, folded clamps) is packable whe
 lie in 16 consecutive values [lo, lo + 15], known at build time from its producer's output clamp
 (the MINIMUM / MAXIMUM of a 4-bit activation quantizer, folded in by `lower.fold_clamps`, or the
 clamps a table op was built with), when it is neither the model input nor its output, and when
-its producer and every reader have a packed twin (`PACKED_TWINS`, the MAC layers' "packed"
-variant). Bit-exactness does not depend on it: the codes are the same, only their storage is.
+its producer and every reader handle packed tensors: CONV_2D and DEPTHWISE_CONV_2D run their own
+variant one output row at a time (`KernelCall.band`), FULLY_CONNECTED its "packed" variant, the
+others a packed twin (`PACKED_TWINS`). Bit-exactness does not depend on it: the codes are the
+same, only their storage is.
 
     storages = decide(graph, calls, "packed")      # tensor index -> TensorStorage
     calls = lower(graph, label, packed=packed_tensors(storages))
@@ -27,8 +29,8 @@ from .plan import MemoryPlan, plan_memory
 #: and packing around the convolutions' own kernels, portable packed kernels for the rest).
 MODES = ("auto", "packed", "int8")
 
-#: int8-storage kernel -> its packed twin, for the non-MAC ops (the MAC layers switch to the
-#: "packed" variant of dispatch.py at lowering).
+#: int8-storage kernel -> its packed twin, for the non-MAC ops (FULLY_CONNECTED switches to the
+#: "packed" variant of dispatch.py at lowering; convolutions run in row bands).
 PACKED_TWINS = {"aq_add_s8": "aq_add_packed_s8", "aq_max_pool_s8": "aq_max_pool_packed_s8",
                 "aq_avg_pool_s8": "aq_avg_pool_packed_s8", "aq_lut_s8": "aq_lut_packed_s8",
                 "aq_clamp_s8": "aq_clamp_packed_s8", "aq_mean_s8": "aq_mean_packed_s8"}
