@@ -51,6 +51,7 @@ def render_model(graph: Graph, calls: list[KernelCall], plan: MemoryPlan, model_
     env.filters["c_struct"] = _c_struct
     env.filters["c_args"] = lambda args: ", ".join(tensor_ptr(a) for a in args)
     arrays: list[ConstArray] = [a for c in calls for a in c.arrays]
+    band_in, band_out = band_bytes(calls)
     inp, out = graph.tensors[graph.inputs[0]], graph.tensors[graph.outputs[0]]
     context = dict(
         version=__version__, model_name=model_name, sha256=sha256,
@@ -58,7 +59,7 @@ def render_model(graph: Graph, calls: list[KernelCall], plan: MemoryPlan, model_
         arrays=arrays, calls=calls, arena_bytes=plan.arena_bytes,
         lut_scratch=any(c.table and len(c.table) > 1 for c in calls),
         scratch_words=-(-scratch_bytes(calls) // 4),
-        band_in_bytes=band_bytes(calls)[0], band_out_bytes=band_bytes(calls)[1],
+        band_in_bytes=band_in, band_out_bytes=band_out,
         input_shape=list(inp.shape), input_bytes=inp.nbytes, input_offset=plan.offsets[inp.index],
         output_shape=list(out.shape), output_bytes=out.nbytes, output_offset=plan.offsets[out.index],
     )

@@ -127,16 +127,24 @@ def _opcodes(calls: list[KernelCall]) -> str:
     return ", ".join(sorted({c.op.opcode for c in calls}))
 
 
+def _kernels(calls: list[KernelCall]) -> str:
+    """'MUL (aq_mul_s8), PAD (aq_pad_s8)'."""
+    return ", ".join(sorted({f"{c.op.opcode} ({c.kernel})" for c in calls}))
+
+
 def _why_not(ts, edges, producer, readers, levels) -> str | None:
     if edges & set(ts):
         return "the model's input or output: always int8"
     if levels > 16:
         return f"{levels} codes: more than 16 need int8"
-    if producer is None or not _packable_kernel(producer):
-        return f"written by {producer.op.opcode if producer else '(nothing)'} ({producer.kernel if producer else '-'}), which has no packed kernel"
+    if producer is None:
+        return "written by no op"
+    lacking = [c for c in [producer] if not _packable_kernel(c)]
+    if lacking:
+        return f"written by {_kernels(lacking)}, which has no packed kernel"
     lacking = [c for c in readers if not _packable_kernel(c)]
     if lacking:
-        return f"read by {_opcodes(lacking)} ({', '.join(sorted({c.kernel for c in lacking}))}), which has no packed kernel"
+        return f"read by {_kernels(lacking)}, which has no packed kernel"
     return None
 
 
